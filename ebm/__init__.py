@@ -1,0 +1,17 @@
+"""ebm: declare energy-based models as factor graphs (networkx) and train them (torch).
+
+Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below ``samplers``
+(MCMC kernels) and ``estimators`` (log Z and log-likelihood); it never imports them.
+"""
+
+from ebm import datasets, factors, models, units
+from ebm.base import FactorizedBase, base_rate
+from ebm.graph import Graph
+from ebm.io import load, save
+from ebm.model import EnergyModel
+from ebm.training import History, fit
+
+__version__ = "0.1.0"
+
+__all__ = ["Graph", "EnergyModel", "FactorizedBase", "History", "base_rate", "datasets", "factors",
+           "fit", "load", "models", "save", "units"]

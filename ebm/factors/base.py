@@ -1,0 +1,117 @@
+"""The Factor abstraction: one energy term over one or more blocks, owning its parameters."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Factor", "natural_from_energy", "FACTOR_TYPES", "register"]
+
+#: registry of factor classes by class name, used when loading a saved model
+FACTOR_TYPES: dict[str, type[Factor]] = {}
+
+
+def register(cls: type[Factor]) -> type[Factor]:
+    """Register a Factor subclass so that ``ebm.load`` can rebuild saved models that use it.
+
+    Usable as a class decorator. The class is rebuilt as ``cls.from_config(config)``.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Factor)):
+        raise TypeError(f"register expects a Factor subclass, got {cls!r}")
+    FACTOR_TYPES[cls.__name__] = cls
+    return cls
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Factor(nn.Module):
+    """One energy term E_f over the blocks ``blocks``.
+
+    A factor sees each block through the unit type's sufficient statistic t (the state itself for
+    discrete units) and must give ``energy(stats) -> (batch,)``. For every block it touches it may
+    also give its additive contribution to that block's natural parameters,
+
+        natural(target, stats) = -dE_f / dt_target,
+
+    which is exact when E_f is linear in t_target (the usual case: biases, bilinear couplings,
+    third-order terms across distinct blocks). A factor that only implements ``energy`` gets
+    ``natural`` from autograd. ``offset(target, stats)`` is E_f with t_target set to zero: with
+    linearity, E_f = offset - natural . t_target, which is what summing the block out needs.
+
+    ``bind(shapes)`` is called once by the Graph with the shapes of the blocks the factor touches;
+    create parameters there when their shape depends on the blocks.
+    """
+
+    def __init__(self, *blocks: str, name: str | None = None):
+        super().__init__()
+        if not blocks:
+            raise ValueError(f"{type(self).__name__}: a factor must touch at least one block")
+        for b in blocks:
+            if not isinstance(b, str) or not b:
+                raise ValueError(f"{type(self).__name__}: block names must be non-empty strings, got {b!r}")
+        self.blocks: tuple[str, ...] = tuple(blocks)
+        self.name = name or f"{_snake(type(self).__name__)}_{'_'.join(blocks)}"
+        if "." in self.name:
+            raise ValueError(f"factor name {self.name!r} must not contain '.'")
+
+    # --- to override ---------------------------------------------------------------------------
+    def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Create or check parameters for the given block shapes (raise ValueError on mismatch)."""
+
+    def energy(self, stats: dict[str, Tensor]) -> Tensor:
+        """E_f evaluated on a batch of states (given as statistics): shape (batch,)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement energy(stats)")
+
+    def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
+        """Contribution to the natural parameters of ``target``: -dE_f/dt_target, like t_target."""
+        return natural_from_energy(self, target, stats)
+
+    def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
+        """E_f with the statistic of ``target`` set to zero: shape (batch,) or a scalar."""
+        zeroed = dict(stats)
+        zeroed[target] = torch.zeros_like(stats[target])
+        return self.energy(zeroed)
+
+    def linear_in(self, block: str) -> bool:
+        """Whether E_f is linear in the statistic of ``block`` (so it can be summed out exactly)."""
+        return self.blocks.count(block) == 1
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments; parameters are saved separately."""
+        return {"blocks": list(self.blocks), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Factor:
+        config = dict(config)
+        return cls(*config.pop("blocks"), **config)
+
+    def extra_repr(self) -> str:
+        return f"{', '.join(map(repr, self.blocks))}, name={self.name!r}"
+
+
+def natural_from_energy(factor: Factor, target: str, stats: dict[str, Tensor]) -> Tensor:
+    """-dE_f/dt_target by autograd, evaluated at the current statistics.
+
+    The gradient keeps its graph to the parameters when grad mode is on, so free energies built on it
+    can be differentiated for training.
+    """
+    keep_graph = torch.is_grad_enabled()
+    with torch.enable_grad():
+        t = stats[target].detach().requires_grad_(True)
+        local = dict(stats)
+        local[target] = t
+        e = factor.energy(local)
+        (grad,) = torch.autograd.grad(e.sum(), t, create_graph=keep_graph, allow_unused=True)
+    if grad is None:
+        return torch.zeros_like(t)
+    return -grad
+
+
+def flat_size(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape))

@@ -1,0 +1,62 @@
+"""Dense: the pairwise bilinear coupling of two blocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ebm.factors.base import Factor, flat_size, register
+from ebm.units import _finite_param
+
+
+@register
+class Dense(Factor):
+    """E(a, b) = -t(a)^T W t(b), with W of shape (size of a, size of b) (blocks flattened).
+
+    Contributes W t(b) to the natural parameters of a and W^T t(a) to those of b: one matmul each,
+    the hot loop of block Gibbs. ``weight`` (optional) gives W; otherwise W ~ N(0, init_scale^2).
+    """
+
+    def __init__(self, a: str, b: str, weight=None, init_scale: float = 0.01, name: str | None = None):
+        super().__init__(a, b, name=name)
+        self._initial = None if weight is None else _finite_param(
+            weight, tuple(torch.as_tensor(weight).shape), f"{self.name}.weight")
+        self.init_scale = float(init_scale)
+        self.weight: nn.Parameter | None = None
+        self._shapes: dict[str, tuple[int, ...]] = {}
+
+    def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        a, b = self.blocks
+        self._shapes = {a: tuple(shapes[a]), b: tuple(shapes[b])}
+        want = (flat_size(shapes[a]), flat_size(shapes[b]))
+        if self._initial is not None:
+            if tuple(self._initial.shape) != want:
+                raise ValueError(
+                    f"factor {self.name!r}: weight has shape {tuple(self._initial.shape)} but blocks "
+                    f"{a!r} x {b!r} need {want}"
+                )
+            self.weight = nn.Parameter(self._initial)
+        else:
+            self.weight = nn.Parameter(self.init_scale * torch.randn(want))
+        self._initial = None
+
+    def energy(self, stats: dict[str, Tensor]) -> Tensor:
+        a, b = self.blocks
+        ta, tb = stats[a].flatten(1), stats[b].flatten(1)
+        return -((ta @ self.weight) * tb).sum(-1)
+
+    def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
+        a, b = self.blocks
+        if target == a:
+            out = stats[b].flatten(1) @ self.weight.T
+        else:
+            out = stats[a].flatten(1) @ self.weight
+        return out.reshape(stats[target].shape[0], *self._shapes[target])
+
+    def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
+        return stats[target].new_zeros(())
+
+    def config(self) -> dict[str, Any]:
+        return {"blocks": list(self.blocks), "name": self.name, "init_scale": self.init_scale}

@@ -1,0 +1,172 @@
+"""A factor graph of blocks and factors, held in networkx.
+
+Nodes are blocks (``kind="block"``, with their unit type) and factors (``kind="factor"``); an edge
+joins a factor to every block it touches. The *block graph* joins two blocks that share a factor;
+a colouring of it is the block-update schedule: blocks of one colour are conditionally independent
+given the others and are updated together by block Gibbs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from ebm.factors.base import Factor
+from ebm.units import Units
+
+__all__ = ["Graph"]
+
+
+class Graph:
+    """A bipartite factor graph: ``add_block(name, units)``, then ``add_factor(*factors)``.
+
+    Validation happens as parts are added, with messages that name the block or factor: unknown
+    blocks, duplicate names, shape mismatches (a probe evaluation of each factor's energy) and
+    factors that couple a block to itself (which would break the conditional independence of the
+    units of that block).
+    """
+
+    def __init__(self) -> None:
+        self._nx = nx.Graph()
+        self.units: dict[str, Units] = {}
+        self.factors: dict[str, Factor] = {}
+        self._visible: list[str] = []
+
+    # --- building --------------------------------------------------------------------------------
+    def add_block(self, name: str, units: Units, visible: bool = False) -> Graph:
+        """Add a block of units. ``visible=True`` marks it as observed data (default: the first
+        block added is the visible one when none is marked)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"block name must be a non-empty string without '.', got {name!r}")
+        if not isinstance(units, Units):
+            raise TypeError(f"block {name!r}: units must be an ebm.units.Units instance, got {units!r}")
+        if name in self._nx:
+            raise ValueError(f"duplicate name {name!r}: a {self._nx.nodes[name]['kind']} has it already")
+        self.units[name] = units
+        self._nx.add_node(name, kind="block", units=units)
+        if visible:
+            self._visible.append(name)
+        return self
+
+    def add_factor(self, *factors: Factor) -> Graph:
+        """Add one or more factors; each is bound to the shapes of its blocks and probed once."""
+        for factor in factors:
+            self._add_factor(factor)
+        return self
+
+    def _add_factor(self, factor: Factor) -> None:
+        if not isinstance(factor, Factor):
+            raise TypeError(f"add_factor expects ebm.factors.Factor instances, got {factor!r}")
+        name = factor.name
+        if name in self._nx:
+            raise ValueError(
+                f"duplicate name {name!r}: a {self._nx.nodes[name]['kind']} has it already; "
+                f"give the factor another name with name=..."
+            )
+        for b in factor.blocks:
+            if b not in self.units:
+                known = ", ".join(map(repr, self.units)) or "none"
+                raise ValueError(f"factor {name!r} touches unknown block {b!r} (blocks: {known})")
+        repeated = {b for b in factor.blocks if factor.blocks.count(b) > 1}
+        if repeated:
+            raise ValueError(
+                f"factor {name!r} couples block {sorted(repeated)[0]!r} to itself: units of one block "
+                f"must be conditionally independent given the other blocks; split the block"
+            )
+        shapes = {b: self.units[b].shape for b in factor.blocks}
+        factor.bind(shapes)
+        self._probe(factor)
+        self.factors[name] = factor
+        self._nx.add_node(name, kind="factor", factor=factor)
+        for b in factor.blocks:
+            self._nx.add_edge(name, b)
+
+    def _probe(self, factor: Factor) -> None:
+        """Evaluate the factor on a batch of two zero states: catches shape mismatches early."""
+        stats = {b: torch.zeros((2, *self.units[b].shape)) for b in factor.blocks}
+        try:
+            with torch.no_grad():
+                e = factor.energy(stats)
+        except (RuntimeError, IndexError, ValueError) as err:
+            shapes = ", ".join(f"{b}: {self.units[b].shape}" for b in factor.blocks)
+            raise ValueError(f"factor {factor.name!r} does not fit its blocks ({shapes}): {err}") from err
+        if not isinstance(e, torch.Tensor) or tuple(e.shape) != (2,):
+            got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
+            raise ValueError(f"factor {factor.name!r}: energy must return shape (batch,), got {got}")
+
+    # --- views ------------------------------------------------------------------------------------
+    @property
+    def blocks(self) -> list[str]:
+        return list(self.units)
+
+    @property
+    def visible(self) -> list[str]:
+        """Blocks that hold observed data (the first block when none was marked)."""
+        if self._visible:
+            return list(self._visible)
+        return self.blocks[:1]
+
+    def block_graph(self) -> nx.Graph:
+        """Blocks joined when some factor touches both (a projection of the factor graph)."""
+        g = nx.Graph()
+        g.add_nodes_from(self.units)
+        for f in self.factors.values():
+            bs = list(dict.fromkeys(f.blocks))
+            g.add_edges_from((a, b) for i, a in enumerate(bs) for b in bs[i + 1:])
+        return g
+
+    def schedule(self) -> list[list[str]]:
+        """Colour classes of the block graph (networkx DSATUR colouring), in colour order.
+
+        Blocks within a class share no factor, so they are conditionally independent given the
+        rest and block Gibbs updates them together. An RBM gives two classes.
+        """
+        g = self.block_graph()
+        colours = nx.coloring.greedy_color(g, strategy="DSATUR")
+        classes: dict[int, list[str]] = {}
+        for b in self.units:  # insertion order within a class
+            classes.setdefault(colours[b], []).append(b)
+        return [classes[c] for c in sorted(classes)]
+
+    def to_networkx(self) -> nx.Graph:
+        """A copy of the factor graph for any networkx algorithm (nodes carry ``kind``)."""
+        return self._nx.copy()
+
+    def check(self) -> None:
+        """Raise ValueError if the graph cannot make a model (no blocks)."""
+        if not self.units:
+            raise ValueError("the graph has no blocks: add_block first")
+
+    def draw(self, path: str | Path) -> Path:
+        """Save a picture of the factor graph as PNG: blocks as circles, factors as squares."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        g = self._nx
+        blocks = list(self.units)
+        factors = list(self.factors)
+        pos = nx.bipartite_layout(g, blocks, align="horizontal") if factors else {
+            b: (i, 0.0) for i, b in enumerate(blocks)}
+        fig, ax = plt.subplots(figsize=(max(4, 1.6 * max(len(blocks), len(factors))), 3.5))
+        nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#888888")
+        nx.draw_networkx_nodes(g, pos, nodelist=blocks, node_shape="o", node_size=1800,
+                               node_color="#9ecae1", ax=ax)
+        if factors:
+            nx.draw_networkx_nodes(g, pos, nodelist=factors, node_shape="s", node_size=900,
+                                   node_color="#fdd0a2", ax=ax)
+        labels = {b: f"{b}\n{type(u).__name__}{u.shape}" for b, u in self.units.items()}
+        labels.update({f: type(self.factors[f]).__name__ for f in factors})
+        nx.draw_networkx_labels(g, pos, labels=labels, font_size=8, ax=ax)
+        ax.set_axis_off()
+        ax.margins(0.2)
+        path = Path(path)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+    def __repr__(self) -> str:
+        return f"Graph(blocks={self.blocks}, factors={list(self.factors)})"

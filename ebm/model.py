@@ -1,0 +1,243 @@
+"""EnergyModel: a ``torch.nn.Module`` compiled from a :class:`ebm.Graph`.
+
+A state is a dict of block name -> tensor of shape (chains, *block shape). With sufficient
+statistics t_u(x_u) and unit base energies E_0,u, the energy is
+
+    E(x) = sum_u E_0,u(x_u) + sum_f E_f(t).
+
+Every factor is linear in the statistic of each block it touches once, so a block u that no factor
+couples to another summed-out block can be summed out analytically:
+
+    sum_{x_u} exp(-E(x)) = exp(-[E_rest - A_u(eta_u)]),   eta_u = sum_{f touching u} natural_f(u),
+
+where E_rest holds the other terms with t_u set to zero and A_u is the unit type's log-partition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, distributions, nn
+
+from ebm.graph import Graph
+
+__all__ = ["EnergyModel"]
+
+State = dict[str, Tensor]
+
+
+class EnergyModel(nn.Module):
+    """An energy model compiled from a Graph.
+
+    ``energy(state)``: E(x) for a full state, shape (batch,).
+    ``free_energy(state)``: F = -log sum over the blocks missing from ``state`` of exp(-E).
+    ``conditional(block, state)``: p(x_block | rest) as a ``torch.distributions`` object.
+    ``schedule``: colour classes of the block graph (conditionally independent groups).
+    Device and dtype follow the module (``.to(device, dtype)``).
+    """
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        if not isinstance(graph, Graph):
+            raise TypeError(f"EnergyModel expects an ebm.Graph, got {type(graph).__name__}")
+        graph.check()
+        self.graph = graph
+        self.units = nn.ModuleDict(graph.units)
+        self.factors = nn.ModuleDict(graph.factors)
+        self.blocks: list[str] = graph.blocks
+        self.visible: list[str] = graph.visible
+        self.schedule: list[list[str]] = graph.schedule()
+        self._touching: dict[str, list[str]] = {
+            b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
+        }
+
+    # --- device and dtype ------------------------------------------------------------------------
+    def _reference(self) -> Tensor:
+        t = next(iter(self.parameters()), None)
+        if t is None:
+            t = next(iter(self.buffers()), None)
+        return t if t is not None else torch.empty(0)
+
+    @property
+    def device(self) -> torch.device:
+        return self._reference().device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._reference().dtype
+
+    # --- states ----------------------------------------------------------------------------------
+    def check_state(self, state: State, blocks=None) -> int:
+        """Check that ``state`` holds the given blocks (default: all) with shapes that agree.
+
+        Returns the batch size. Raises ValueError naming the offending block.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"a state is a dict of block name -> tensor, got {type(state).__name__}")
+        unknown = [b for b in state if b not in self.units]
+        if unknown:
+            raise ValueError(f"state has unknown block(s) {unknown}; model blocks: {self.blocks}")
+        wanted = self.blocks if blocks is None else list(blocks)
+        missing = [b for b in wanted if b not in state]
+        if missing:
+            raise ValueError(f"state lacks block(s) {missing}")
+        batch = None
+        for b, x in state.items():
+            shape = self.units[b].shape
+            if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+                raise ValueError(f"block {b!r}: expected shape (batch, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(x.shape)}")
+            if batch is None:
+                batch = x.shape[0]
+            elif x.shape[0] != batch:
+                raise ValueError(f"block {b!r} has batch size {x.shape[0]}, others have {batch}")
+        return int(batch or 0)
+
+    def validate_data(self, data: Tensor | State) -> State:
+        """Turn data into a state over the visible blocks, checking values like the units do.
+
+        A tensor is accepted when the model has a single visible block. Values are cast to the
+        model's dtype and device after validation.
+        """
+        if not isinstance(data, dict):
+            if len(self.visible) != 1:
+                raise ValueError(f"model has visible blocks {self.visible}: pass data as a dict")
+            data = {self.visible[0]: data}
+        out = {}
+        for b, x in data.items():
+            if b not in self.units:
+                raise ValueError(f"data has unknown block {b!r}; model blocks: {self.blocks}")
+            x = self.units[b].validate(x, b)
+            out[b] = x.to(device=self.device, dtype=self.dtype)
+        self.check_state(out, blocks=list(out))
+        return out
+
+    def statistics(self, state: State) -> State:
+        """t_u(x_u) for every block of ``state``."""
+        return {b: self.units[b].statistic(x) for b, x in state.items()}
+
+    # --- energies --------------------------------------------------------------------------------
+    def energy(self, state: State) -> Tensor:
+        """E(x) = sum_u E_0,u(x_u) + sum_f E_f(t(x)) for a full state: shape (batch,)."""
+        self.check_state(state)
+        stats = self.statistics(state)
+        e = sum(self.units[b].base_energy(x) for b, x in state.items())
+        for f in self.factors.values():
+            e = e + f.energy(stats)
+        return e
+
+    def natural(self, block: str, state: State, stats: State | None = None) -> Tensor:
+        """eta_block = sum of the natural-parameter contributions of the factors touching it.
+
+        Exact for factors linear in the block; independent of the block's own current value.
+        """
+        if block not in self.units:
+            raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
+        stats = self.statistics(state) if stats is None else stats
+        ref = next(iter(stats.values()))
+        eta = ref.new_zeros((ref.shape[0], *self.units[block].shape))
+        for name in self._touching[block]:
+            eta = eta + self.factors[name].natural(block, stats)
+        return eta
+
+    def conditional(self, block: str, state: State) -> distributions.Distribution:
+        """p(x_block | the other blocks of ``state``) as a torch.distributions object."""
+        return self.units[block].distribution(self.natural(block, self._fill(state, [block])))
+
+    def sample_block(self, block: str, state: State, generator: torch.Generator | None = None,
+                     stats: State | None = None) -> Tensor:
+        """Draw x_block ~ p(x_block | rest of ``state``)."""
+        return self.units[block].sample(self.natural(block, state, stats), generator)
+
+    def _fill(self, state: State, blocks) -> State:
+        """A copy of ``state`` where the given blocks are zeros when missing (placeholders)."""
+        if state:
+            ref = next(iter(state.values()))
+        else:  # everything summed out: one empty configuration
+            ref = torch.empty(1, 0, dtype=self.dtype, device=self.device)
+        batch = ref.shape[0]
+        out = dict(state)
+        for b in blocks:
+            if b not in out:
+                out[b] = ref.new_zeros((batch, *self.units[b].shape))
+        return out
+
+    def summable(self, blocks) -> None:
+        """Raise ValueError unless ``blocks`` can be summed out analytically together: no factor
+        may touch two of them, and every factor must be linear in the one it touches."""
+        blocks = set(blocks)
+        for name, f in self.factors.items():
+            inside = [b for b in dict.fromkeys(f.blocks) if b in blocks]
+            if len(inside) > 1:
+                raise ValueError(f"blocks {inside} cannot be summed out together: factor {name!r} "
+                                 f"couples them")
+            if inside and not f.linear_in(inside[0]):
+                raise ValueError(f"block {inside[0]!r} cannot be summed out: factor {name!r} is not "
+                                 f"linear in it")
+
+    def split_energy(self, state: State, sum_out) -> tuple[Tensor, State]:
+        """Split E into the part that does not depend on the summed-out blocks S and their natural
+        parameters: E(x) = E_rest(x_-S) - sum_{u in S} eta_u(x_-S) . t_u(x_u).
+
+        Returns (E_rest, {u: eta_u}). Used by ``free_energy`` and by annealing estimators.
+        """
+        sum_out = list(sum_out)
+        self.summable(sum_out)
+        full = self._fill(state, sum_out)
+        kept = [b for b in full if b not in sum_out]
+        self.check_state({b: full[b] for b in self.blocks if b in full})
+        stats = self.statistics({b: full[b] for b in kept})
+        for u in sum_out:
+            stats[u] = torch.zeros_like(full[u])
+        e_rest = sum(self.units[b].base_energy(full[b]) for b in kept) if kept else 0.0
+        for f in self.factors.values():
+            touched = [u for u in sum_out if u in f.blocks]
+            if touched:
+                e_rest = e_rest + f.offset(touched[0], stats)
+            else:
+                e_rest = e_rest + f.energy(stats)
+        eta = {u: self.natural(u, full, stats) for u in sum_out}
+        batch = next(iter(full.values())).shape[0]
+        if not isinstance(e_rest, Tensor) or e_rest.dim() == 0:
+            e_rest = e_rest + torch.zeros(batch, dtype=self.dtype, device=self.device)
+        return e_rest, eta
+
+    def free_energy(self, state: State, sum_out=None) -> Tensor:
+        """F(x_-S) = -log sum_{x_S} exp(-E(x)) = E_rest - sum_{u in S} A_u(eta_u): shape (batch,).
+
+        S (``sum_out``) defaults to the blocks missing from ``state``; they must be summable
+        together (see ``summable``). With S empty this is the energy.
+        """
+        if sum_out is None:
+            sum_out = [b for b in self.blocks if b not in state]
+        e_rest, eta = self.split_energy(state, sum_out)
+        f = e_rest
+        for u, n in eta.items():
+            f = f - self.units[u].log_partition(n)
+        return f
+
+    def hidden(self) -> list[str]:
+        """Blocks that are not visible."""
+        return [b for b in self.blocks if b not in self.visible]
+
+    # --- persistence -----------------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        """A JSON-serialisable description of the graph (no parameters, no code)."""
+        return {
+            "format": "boltzkit.model/1",
+            "blocks": [{"name": b, "type": type(u).__name__, "config": u.config()}
+                       for b, u in self.units.items()],
+            "visible": list(self.visible),
+            "factors": [{"type": type(f).__name__, "config": f.config()} for f in self.factors.values()],
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Save weights as safetensors with the JSON graph spec in its metadata (no pickle)."""
+        from ebm.io import save
+
+        return save(self, path)
+
+    def extra_repr(self) -> str:
+        return f"blocks={self.blocks}, visible={self.visible}, schedule={self.schedule}"

@@ -1,0 +1,71 @@
+"""Ready-made models, each built on the Graph API."""
+
+from __future__ import annotations
+
+import torch
+
+from ebm.factors import Bias, Dense
+from ebm.graph import Graph
+from ebm.model import EnergyModel
+from ebm.units import Bernoulli, Gaussian, _finite_param
+
+__all__ = ["rbm", "gaussian_rbm"]
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, n in sizes.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {n!r}")
+
+
+def rbm(n_visible: int, n_hidden: int, weight=None, visible_bias=None, hidden_bias=None,
+        init_scale: float = 0.01) -> EnergyModel:
+    """Binary restricted Boltzmann machine, E(v, h) = -b.v - c.h - v^T W h, v in {0,1}^n_visible.
+
+    Blocks ``v`` (visible) and ``h``; factors ``dense_v_h`` (W, shape (n_visible, n_hidden)),
+    ``bias_v`` (b) and ``bias_h`` (c). Unspecified W is N(0, init_scale^2), biases zero. Given
+    parameters must be finite and of the right shape, else ValueError naming the parameter.
+    """
+    _check_sizes(n_visible=n_visible, n_hidden=n_hidden)
+    weight = _param_or_none(weight, (n_visible, n_hidden), "weight")
+    visible_bias = _param_or_none(visible_bias, (n_visible,), "visible_bias")
+    hidden_bias = _param_or_none(hidden_bias, (n_hidden,), "hidden_bias")
+    g = Graph()
+    g.add_block("v", Bernoulli(n_visible), visible=True)
+    g.add_block("h", Bernoulli(n_hidden))
+    g.add_factor(Dense("v", "h", weight=weight, init_scale=init_scale),
+                 Bias("v", visible_bias), Bias("h", hidden_bias))
+    return EnergyModel(g)
+
+
+def gaussian_rbm(n_visible: int, n_hidden: int, weight=None, visible_bias=None, hidden_bias=None,
+                 scale=None, learn_variance: bool = False, init_scale: float = 0.01) -> EnergyModel:
+    """Gaussian-Bernoulli RBM, E(v, h) = sum_i (v_i - b_i)^2 / (2 s_i^2) - c.h - sum_ij (v_i/s_i) W_ij h_j.
+
+    Given h, v_i ~ N(b_i + s_i (W h)_i, s_i^2); given v, h_j ~ Bernoulli(sigma(c_j + (W^T v/s)_j)).
+    ``visible_bias`` is b (the Gaussian units' ``loc``), ``scale`` is s (default 1), learned when
+    ``learn_variance``. Given parameters must be finite, else ValueError naming the parameter.
+    """
+    _check_sizes(n_visible=n_visible, n_hidden=n_hidden)
+    weight = _param_or_none(weight, (n_visible, n_hidden), "weight")
+    visible_bias = _param_or_none(visible_bias, (n_visible,), "visible_bias")
+    hidden_bias = _param_or_none(hidden_bias, (n_hidden,), "hidden_bias")
+    scale = _param_or_none(scale, (n_visible,), "scale")
+    if scale is not None and (scale <= 0).any():
+        raise ValueError("scale must be positive")
+    g = Graph()
+    g.add_block("v", Gaussian(n_visible, learn_variance=learn_variance, loc=visible_bias,
+                              scale=scale), visible=True)
+    g.add_block("h", Bernoulli(n_hidden))
+    g.add_factor(Dense("v", "h", weight=weight, init_scale=init_scale), Bias("h", hidden_bias))
+    return EnergyModel(g)
+
+
+def _param_or_none(value, shape, name):
+    if value is None:
+        return None
+    if not torch.is_tensor(value):
+        value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    if value.dim() == 0:
+        value = value.expand(shape)
+    return _finite_param(value, shape, name)

@@ -1,0 +1,375 @@
+"""Unit types: the exponential family of one block of variables.
+
+A block of units ``x`` with sufficient statistic ``t(x)`` enters the energy of a model only through
+linear terms ``-eta . t(x)`` (the natural parameters ``eta`` that factors contribute) and through the
+unit type's own base energy ``E_0(x)`` (zero for discrete units). Given everything else, a block
+whose units are conditionally independent therefore has the conditional
+
+    p(x | rest) = exp(eta . t(x) - E_0(x) - A(eta)),      A(eta) = log sum_x exp(eta . t(x) - E_0(x)),
+
+and ``A`` (``log_partition``) is what lets a model sum the block out analytically.
+
+Every unit type here is a ``torch.nn.Module`` (the Gaussian one owns parameters) and knows how to
+``sample``, give ``mean``, ``log_partition``, ``validate`` data, and, when discrete, enumerate its
+support in chunks (``states``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, distributions, nn
+
+__all__ = ["Units", "Bernoulli", "Spin", "Categorical", "Gaussian", "UNIT_TYPES"]
+
+
+class Units(nn.Module):
+    """Base class of a block's unit type.
+
+    Subclasses define ``shape`` (the shape of one configuration of the block, without the chain
+    dimension), ``num_states`` (``math.inf`` when continuous) and the exponential-family methods.
+    """
+
+    #: whether the base energy E_0 is identically zero (true of every discrete unit type)
+    has_base_energy: bool = False
+
+    def __init__(self, n: int):
+        super().__init__()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{type(self).__name__}: the number of units must be an int >= 1, got {n!r}")
+        self.n = n
+
+    # --- description -------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n,)
+
+    @property
+    def num_states(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def discrete(self) -> bool:
+        return math.isfinite(self.num_states)
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable constructor arguments (parameters are saved separately)."""
+        return {"n": self.n}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+    # --- the exponential family ---------------------------------------------------------------
+    def statistic(self, x: Tensor) -> Tensor:
+        """Sufficient statistic t(x) through which factors see the block (identity by default)."""
+        return x
+
+    def base_energy(self, x: Tensor) -> Tensor:
+        """E_0(x), summed over the block: shape (batch,). Zero for discrete units."""
+        return x.new_zeros(x.shape[0])
+
+    def distribution(self, natural: Tensor) -> distributions.Distribution:
+        """The conditional p(x | rest) as a ``torch.distributions`` object (event = the block)."""
+        raise NotImplementedError
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Draw x ~ p(x | natural). ``generator`` makes the draw reproducible."""
+        raise NotImplementedError
+
+    def mean(self, natural: Tensor) -> Tensor:
+        """E[x | natural]."""
+        raise NotImplementedError
+
+    def log_partition(self, natural: Tensor) -> Tensor:
+        """A(eta) = log sum_x exp(eta . t(x) - E_0(x)), summed over the block: shape (batch,)."""
+        raise NotImplementedError
+
+    def random(self, num_chains: int, generator: torch.Generator | None = None,
+               device=None, dtype=None) -> Tensor:
+        """A draw at zero natural parameters (uniform for discrete units): used to start chains."""
+        ref = self._reference(device, dtype)
+        natural = ref.new_zeros((num_chains, *self.shape))
+        return self.sample(natural, generator)
+
+    def _reference(self, device, dtype) -> Tensor:
+        p = next(iter(self.parameters()), None)
+        device = device if device is not None else (p.device if p is not None else None)
+        dtype = dtype if dtype is not None else (p.dtype if p is not None else torch.get_default_dtype())
+        return torch.empty(0, device=device, dtype=dtype)
+
+    # --- data ----------------------------------------------------------------------------------
+    def validate(self, x: Any, name: str = "block") -> Tensor:
+        """Check that ``x`` is a batch of valid states of this block; return it as a tensor.
+
+        Raises ``ValueError`` naming the block when the shape is wrong, a value is not finite or a
+        value lies outside the support.
+        """
+        if not isinstance(x, Tensor):
+            try:
+                x = torch.as_tensor(x)
+            except Exception as err:  # pragma: no cover - torch's message is clear enough
+                raise ValueError(f"block {name!r}: data is not array-like ({err})") from err
+        if x.dim() != len(self.shape) + 1 or tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"block {name!r}: expected data of shape (batch, {', '.join(map(str, self.shape))}) "
+                f"for {type(self).__name__}({self.extra_repr()}), got {tuple(x.shape)}"
+            )
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+            raise ValueError(f"block {name!r}: data has a non-finite value at index {bad}")
+        self._check_support(x, name)
+        return x
+
+    def _check_support(self, x: Tensor, name: str) -> None:
+        pass
+
+    # --- enumeration ---------------------------------------------------------------------------
+    def states(self, index: Tensor, device=None, dtype=None) -> Tensor:
+        """The configurations numbered ``index`` (int64, in [0, num_states)), shape (len, *shape)."""
+        raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
+
+
+def _bits(index: Tensor, n: int) -> Tensor:
+    """Binary digits of ``index``, least significant first: shape (len(index), n)."""
+    shifts = torch.arange(n, device=index.device)
+    return (index.unsqueeze(-1) >> shifts) & 1
+
+
+class _Binary(Units):
+    """Units with two states per unit; subclasses fix the values and the statistic."""
+
+    low: float = 0.0
+    high: float = 1.0
+
+    @property
+    def num_states(self) -> float:
+        return 2.0**self.n
+
+    def _check_support(self, x: Tensor, name: str) -> None:
+        ok = (x == self.low) | (x == self.high)
+        if not bool(ok.all()):
+            idx = (~ok).nonzero()[0].tolist()
+            raise ValueError(
+                f"block {name!r}: {type(self).__name__} data must be {self.low:g} or {self.high:g}; "
+                f"found {x[tuple(idx)].item()!r} at index {idx}"
+            )
+
+    def states(self, index: Tensor, device=None, dtype=None) -> Tensor:
+        dtype = dtype or torch.get_default_dtype()
+        bits = _bits(index.to(device), self.n).to(dtype)
+        return self.low + (self.high - self.low) * bits
+
+
+class Bernoulli(_Binary):
+    """n independent {0, 1} units: p(x_i = 1 | eta) = sigma(eta_i), A(eta) = sum_i softplus(eta_i)."""
+
+    def distribution(self, natural: Tensor) -> distributions.Distribution:
+        return distributions.Independent(distributions.Bernoulli(logits=natural), 1)
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(natural.shape, generator=generator, device=natural.device, dtype=natural.dtype)
+        return (u < torch.sigmoid(natural)).to(natural.dtype)
+
+    def mean(self, natural: Tensor) -> Tensor:
+        return torch.sigmoid(natural)
+
+    def log_partition(self, natural: Tensor) -> Tensor:
+        return F.softplus(natural).sum(-1)
+
+
+class Spin(_Binary):
+    """n independent {-1, +1} units: p(x_i = +1 | eta) = sigma(2 eta_i), A = sum_i log(2 cosh eta_i)."""
+
+    low = -1.0
+
+    def distribution(self, natural: Tensor) -> distributions.Distribution:
+        return distributions.Independent(SpinDistribution(logits=2 * natural), 1)
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        u = torch.rand(natural.shape, generator=generator, device=natural.device, dtype=natural.dtype)
+        return torch.where(u < torch.sigmoid(2 * natural), 1.0, -1.0).to(natural.dtype)
+
+    def mean(self, natural: Tensor) -> Tensor:
+        return torch.tanh(natural)
+
+    def log_partition(self, natural: Tensor) -> Tensor:
+        return torch.logaddexp(natural, -natural).sum(-1)
+
+
+class _PlusMinusOne(distributions.constraints.Constraint):
+    is_discrete = True
+
+    def check(self, value):
+        return (value == 1) | (value == -1)
+
+
+_PLUS_MINUS_ONE = _PlusMinusOne()
+
+
+class SpinDistribution(distributions.Bernoulli):
+    """A Bernoulli variable recoded to {-1, +1}: p(+1) = sigma(logits). Discrete, so no Jacobian."""
+
+    support = _PLUS_MINUS_ONE
+
+    def sample(self, sample_shape=torch.Size()):
+        return 2 * super().sample(sample_shape) - 1
+
+    def log_prob(self, value):
+        if self._validate_args:
+            self._validate_sample(value)
+        logits, value = torch.distributions.utils.broadcast_all(self.logits, value)
+        return -F.binary_cross_entropy_with_logits(logits, (value + 1) / 2, reduction="none")
+
+    @property
+    def mean(self):
+        return 2 * self.probs - 1
+
+    @property
+    def variance(self):
+        return 1 - self.mean**2
+
+    def enumerate_support(self, expand=True):
+        return 2 * super().enumerate_support(expand) - 1
+
+
+class Categorical(Units):
+    """n independent categorical units with k states each, one-hot coded: x has shape (n, k).
+
+    p(x_i = e_s | eta) = softmax(eta_i)_s, A(eta) = sum_i logsumexp_s eta_is.
+    """
+
+    def __init__(self, n: int, k: int):
+        super().__init__(n)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"Categorical: the number of states k must be an int >= 2, got {k!r}")
+        self.k = k
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, self.k)
+
+    @property
+    def num_states(self) -> float:
+        return float(self.k) ** self.n
+
+    def config(self) -> dict[str, Any]:
+        return {"n": self.n, "k": self.k}
+
+    def distribution(self, natural: Tensor) -> distributions.Distribution:
+        return distributions.Independent(distributions.OneHotCategorical(logits=natural), 1)
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        probs = torch.softmax(natural, -1).reshape(-1, self.k)
+        idx = torch.multinomial(probs, 1, generator=generator).reshape(natural.shape[:-1])
+        return F.one_hot(idx, self.k).to(natural.dtype)
+
+    def mean(self, natural: Tensor) -> Tensor:
+        return torch.softmax(natural, -1)
+
+    def log_partition(self, natural: Tensor) -> Tensor:
+        return torch.logsumexp(natural, -1).sum(-1)
+
+    def _check_support(self, x: Tensor, name: str) -> None:
+        binary = ((x == 0) | (x == 1)).all(-1)
+        one_hot = binary & (x.sum(-1) == 1)
+        if not bool(one_hot.all()):
+            idx = (~one_hot).nonzero()[0].tolist()
+            raise ValueError(
+                f"block {name!r}: Categorical data must be one-hot along the last axis (k={self.k}); "
+                f"unit at index {idx} is {x[tuple(idx)].tolist()}"
+            )
+
+    def states(self, index: Tensor, device=None, dtype=None) -> Tensor:
+        dtype = dtype or torch.get_default_dtype()
+        index = index.to(device)
+        powers = self.k ** torch.arange(self.n, device=index.device)
+        digits = (index.unsqueeze(-1) // powers) % self.k
+        return F.one_hot(digits, self.k).to(dtype)
+
+
+class Gaussian(Units):
+    """n independent real units with base energy E_0(x) = sum_i (x_i - mu_i)^2 / (2 s_i^2).
+
+    Factors see the standardised statistic t(x) = x / s, so a Gaussian-Bernoulli RBM has the energy
+    sum_i (v_i - b_i)^2 / (2 s_i^2) - c.h - sum_ij (v_i / s_i) W_ij h_j with ``loc`` = b. Given the
+    natural parameters eta (the coefficients of t), x ~ N(mu + s eta, s^2) and
+    A(eta) = sum_i [mu_i eta_i / s_i + eta_i^2 / 2 + log s_i + log(2 pi) / 2].
+
+    ``loc`` (mu) is learned; ``log_scale`` (log s) is learned when ``learn_variance`` is true.
+    """
+
+    has_base_energy = True
+
+    def __init__(self, n: int, learn_variance: bool = False, loc=None, scale=None):
+        super().__init__(n)
+        self.learn_variance = bool(learn_variance)
+        loc_t = _finite_param(loc, (n,), "loc", default=0.0)
+        scale_t = _finite_param(scale, (n,), "scale", default=1.0)
+        if (scale_t <= 0).any():
+            raise ValueError("Gaussian: scale must be positive")
+        self.loc = nn.Parameter(loc_t)
+        log_scale = scale_t.log()
+        if self.learn_variance:
+            self.log_scale = nn.Parameter(log_scale)
+        else:
+            self.register_buffer("log_scale", log_scale)
+
+    @property
+    def num_states(self) -> float:
+        return math.inf
+
+    @property
+    def scale(self) -> Tensor:
+        return self.log_scale.exp()
+
+    def config(self) -> dict[str, Any]:
+        return {"n": self.n, "learn_variance": self.learn_variance}
+
+    def statistic(self, x: Tensor) -> Tensor:
+        return x / self.scale
+
+    def base_energy(self, x: Tensor) -> Tensor:
+        return (0.5 * ((x - self.loc) / self.scale) ** 2).sum(-1)
+
+    def distribution(self, natural: Tensor) -> distributions.Distribution:
+        return distributions.Independent(distributions.Normal(self.mean(natural), self.scale), 1)
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        eps = torch.randn(natural.shape, generator=generator, device=natural.device,
+                          dtype=natural.dtype)
+        return self.mean(natural) + self.scale * eps
+
+    def mean(self, natural: Tensor) -> Tensor:
+        return self.loc + self.scale * natural
+
+    def log_partition(self, natural: Tensor) -> Tensor:
+        s = self.scale
+        per_unit = self.loc * natural / s + 0.5 * natural**2 + self.log_scale + 0.5 * math.log(2 * math.pi)
+        return per_unit.sum(-1)
+
+
+def _finite_param(value, shape: tuple[int, ...], name: str, default: float | None = None,
+                  init=None) -> Tensor:
+    """Turn a user-given parameter into a float tensor of ``shape``; refuse non-finite values.
+
+    When ``value`` is None, returns ``init()`` if given, else a tensor filled with ``default``.
+    """
+    if value is None:
+        if init is not None:
+            return init()
+        return torch.full(shape, float(default))
+    t = torch.as_tensor(value, dtype=torch.get_default_dtype()).clone()
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} has non-finite values (nan or inf)")
+    return t
+
+
+#: registry of unit types by class name, used when loading a saved model
+UNIT_TYPES: dict[str, type[Units]] = {
+    cls.__name__: cls for cls in (Bernoulli, Spin, Categorical, Gaussian)
+}

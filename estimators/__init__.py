@@ -1,0 +1,9 @@
+"""estimators: log Z and log-likelihood with their uncertainty (imports ``samplers`` and ``ebm``)."""
+
+from estimators import schedules
+from estimators.ais import ais
+from estimators.estimate import Estimate, log_mean_exp
+from estimators.exact import exact_log_z
+from estimators.likelihood import log_likelihood
+
+__all__ = ["Estimate", "ais", "exact_log_z", "log_likelihood", "log_mean_exp", "schedules"]

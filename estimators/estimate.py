@@ -1,0 +1,93 @@
+"""The one record every estimator returns."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["Estimate", "KINDS", "log_mean_exp"]
+
+#: what an estimate is: an exact value, a point estimate with a standard error, a (stochastic)
+#: bound, or a bracket
+KINDS = ("exact", "point", "lower_bound", "upper_bound", "bracket")
+
+
+@dataclass
+class Estimate:
+    """value, kind, standard error, confidence interval, ESS of the weights, the raw log-weights
+    (float64) where there are any, chains, temperatures and wall-clock seconds.
+
+    ``str(estimate)`` is one readable line, e.g.
+    ``log Z = 21.4307 ± 0.0123 (AIS, 100 chains x 14,500 betas, ESS 61.2, 95% CI [21.41, 21.45], 3.2 s)``.
+    """
+
+    value: float
+    kind: str
+    method: str
+    quantity: str = "log Z"
+    stderr: float = 0.0
+    ci: tuple[float, float] | None = None
+    ess: float | None = None
+    log_weights: Tensor | None = None
+    num_chains: int | None = None
+    num_betas: int | None = None
+    seconds: float = 0.0
+    confidence: float = 0.95
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.ci is None:
+            z = _normal_quantile(0.5 + self.confidence / 2)
+            self.ci = (self.value - z * self.stderr, self.value + z * self.stderr)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __str__(self) -> str:
+        parts = [self.method]
+        if self.num_chains is not None:
+            run = f"{self.num_chains:,} chains"
+            if self.num_betas is not None:
+                run += f" x {self.num_betas:,} betas"
+            parts.append(run)
+        if "states" in self.extras:
+            parts.append(f"{self.extras['states']:,} states enumerated")
+        if "examples" in self.extras:
+            parts.append(f"{self.extras['examples']:,} examples")
+        if self.ess is not None:
+            parts.append(f"ESS {self.ess:.1f}")
+        if self.kind != "exact":
+            lo, hi = self.ci
+            parts.append(f"{self.confidence:.0%} CI [{lo:.4f}, {hi:.4f}]")
+        parts.append(f"{self.seconds:.1f} s")
+        if self.kind in ("lower_bound", "upper_bound", "bracket"):
+            parts.insert(1, self.kind.replace("_", " "))
+        error = "" if self.kind == "exact" else f" ± {self.stderr:.4f}"
+        return f"{self.quantity} = {self.value:.4f}{error} ({', '.join(parts)})"
+
+
+def _normal_quantile(p: float) -> float:
+    return float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(p, dtype=torch.float64)))
+
+
+def log_mean_exp(log_w: Tensor) -> tuple[float, float, float]:
+    """For log-weights log w_i (float64): log mean w, its delta-method standard error, and the ESS.
+
+    With r_i = w_i / mean(w), var(log mean w) ~= var(r) / n (delta method), and
+    ESS = (sum w)^2 / sum w^2 = n / mean(r^2). All in log-space; nothing overflows.
+    """
+    log_w = log_w.double()
+    n = log_w.numel()
+    if n == 0:
+        raise ValueError("no log-weights")
+    lme = torch.logsumexp(log_w, 0) - math.log(n)
+    r = torch.exp(log_w - lme)
+    stderr = float(r.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.inf
+    ess = float(n / (r**2).mean())
+    return float(lme), stderr, ess

@@ -1,0 +1,83 @@
+"""Negative-phase samplers for training: contrastive divergence and persistent chains."""
+
+from __future__ import annotations
+
+import torch
+
+from ebm.model import EnergyModel
+from samplers.gibbs import BlockGibbs
+
+__all__ = ["CD", "PCD"]
+
+
+def _complete(model: EnergyModel, data: dict, generator) -> dict:
+    """Fill the hidden blocks of a data state by one clamped sweep: x_h ~ p(x_h | v) where the
+    hidden blocks are conditionally independent given the data (an RBM's h), else one Gibbs sweep
+    from random hidden values."""
+    n = next(iter(data.values())).shape[0]
+    clamped = BlockGibbs(model, clamp=list(data), generator=generator)
+    state = clamped.init(n, values=data)
+    return clamped.step(state)
+
+
+class CD:
+    """Contrastive divergence CD-k (Hinton 2002): negative samples start at the data and take k
+    block Gibbs sweeps. The resulting gradient is biased (the chains are far from equilibrium)
+    but cheap; the bias shrinks as k grows."""
+
+    def __init__(self, k: int = 1):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        self.k = k
+
+    def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        return _complete(model, data, generator)
+
+    def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        state = _complete(model, data, generator)
+        gibbs = BlockGibbs(model, generator=generator)
+        for _ in range(self.k):
+            state = gibbs.step(state)
+        return state
+
+    def __repr__(self) -> str:
+        return f"CD(k={self.k})"
+
+
+class PCD:
+    """Persistent contrastive divergence (Tieleman 2008): ``num_chains`` chains persist across
+    parameter updates, each update advancing them by k block Gibbs sweeps. They start from
+    training examples of the first batch (drawn with replacement) with hidden blocks sampled."""
+
+    def __init__(self, num_chains: int = 100, k: int = 1):
+        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
+            raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        self.num_chains, self.k = num_chains, k
+        self.state: dict | None = None
+        self._model: EnergyModel | None = None
+
+    def reset(self) -> None:
+        self.state, self._model = None, None
+
+    def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        return _complete(model, data, generator)
+
+    def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        if self.state is None or self._model is not model:
+            n = next(iter(data.values())).shape[0]
+            device = generator.device if generator is not None else model.device
+            rows = torch.randint(n, (self.num_chains,), generator=generator, device=device)
+            rows = rows.to(next(iter(data.values())).device)
+            self.state = _complete(model, {b: x[rows] for b, x in data.items()}, generator)
+            self._model = model
+        gibbs = BlockGibbs(model, generator=generator)
+        state = self.state
+        for _ in range(self.k):
+            state = gibbs.step(state)
+        self.state = state
+        return state
+
+    def __repr__(self) -> str:
+        return f"PCD(num_chains={self.num_chains}, k={self.k})"

@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+import ebm
+import estimators
+from estimators.estimate import log_mean_exp
+from tests.helpers import random_rbm
+
+SCHEDULE = estimators.schedules.salakhutdinov_murray((100, 800, 2000))
+
+
+@pytest.mark.parametrize("seed,scale", [(0, 2.0), (1, 2.0), (2, 3.0), (3, 3.0)])
+def test_ais_within_three_standard_errors_of_exact(seed, scale):
+    """Random RBMs with large weights (multimodal): AIS agrees with the exact log Z within 3 of its
+    own standard errors, and its standard error is not vacuous."""
+    model = random_rbm(15, 10, scale=scale, seed=seed)
+    exact = estimators.exact_log_z(model).value
+    est = estimators.ais(model, num_chains=200, betas=SCHEDULE,
+                         generator=torch.Generator().manual_seed(seed), progress=False)
+    assert est.stderr < 0.5
+    assert abs(est.value - exact) < 3 * est.stderr, (est, exact)
+    assert est.log_weights.dtype == torch.float64 and est.log_weights.shape == (200,)
+    assert 1 <= est.ess <= 200
+
+
+def test_ais_with_base_rate_start():
+    data = ebm.datasets.bars_and_stripes(3)
+    model = random_rbm(9, 6, scale=1.5, seed=5)
+    base = ebm.base_rate(model, data)
+    exact = estimators.exact_log_z(model).value
+    est = estimators.ais(model, num_chains=200, betas=SCHEDULE, base=base,
+                         generator=torch.Generator().manual_seed(0), progress=False)
+    assert abs(est.value - exact) < 3 * est.stderr
+    assert est.extras["log_z_base"] == pytest.approx(base.log_z() + 6 * math.log(2))
+
+
+def test_base_rate_model_formula():
+    model = ebm.models.rbm(3, 2)
+    data = torch.tensor([[1.0, 0, 0], [1, 1, 0], [1, 0, 0], [0, 1, 0]])
+    base = ebm.base_rate(model, data, smoothing=5, batch_size=100)
+    a = 5.0  # one batch
+    p = (torch.tensor([3.0, 2.0, 0.0]) + a) / (4 + a)
+    torch.testing.assert_close(base.natural["v"], torch.log(p / (1 - p)))
+    assert base.log_z() == pytest.approx(float(torch.nn.functional.softplus(torch.log(p / (1 - p))).sum()))
+
+
+def test_ais_is_reproducible_and_seed_dependent():
+    model = random_rbm(8, 5, scale=1.0, seed=0)
+    betas = estimators.schedules.linear(200)
+    runs = [estimators.ais(model, num_chains=20, betas=betas, progress=False,
+                           generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    assert torch.equal(runs[0].log_weights, runs[1].log_weights)
+    assert not torch.equal(runs[0].log_weights, runs[2].log_weights)
+
+
+def test_log_mean_exp_delta_method():
+    lw = torch.tensor([0.0, math.log(3.0)], dtype=torch.float64)
+    value, stderr, ess = log_mean_exp(lw + 1000.0)  # no overflow
+    assert value == pytest.approx(1000.0 + math.log(2.0))
+    r = torch.tensor([0.5, 1.5], dtype=torch.float64)
+    assert stderr == pytest.approx(float(r.std() / math.sqrt(2)))
+    assert ess == pytest.approx(16 / 10)
+
+
+def test_estimate_prints_one_line():
+    model = random_rbm(6, 4, scale=1.0, seed=0)
+    est = estimators.ais(model, num_chains=10, betas=estimators.schedules.linear(50), progress=False,
+                         generator=torch.Generator().manual_seed(0))
+    line = str(est)
+    assert "\n" not in line and line.startswith("log Z = ") and "±" in line
+    assert "AIS, 10 chains x 50 betas" in line and "ESS" in line and "95% CI" in line
+    exact = str(estimators.exact_log_z(model))
+    assert exact.startswith("log Z = ") and "exact" in exact and "±" not in exact
+
+
+def test_schedules_and_bad_input():
+    sm = estimators.schedules.salakhutdinov_murray()
+    assert sm.numel() == 14_500 and sm[0] == 0 and sm[-1] == 1 and sm.dtype == torch.float64
+    assert int((sm < 0.5).sum()) == 500 and int(((sm >= 0.5) & (sm < 0.9)).sum()) == 4000
+    assert int((sm >= 0.9).sum()) == 10_000
+    model = random_rbm(4, 3, scale=1.0, seed=0)
+    with pytest.raises(ValueError, match="start at 0 and end at 1"):
+        estimators.ais(model, betas=[0.0, 0.5], progress=False)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        estimators.ais(model, betas=[0.0, 0.6, 0.5, 1.0], progress=False)
+    with pytest.raises(ValueError, match="num_chains"):
+        estimators.ais(model, num_chains=1, progress=False)
+    with pytest.raises(ValueError, match="Gaussian"):
+        estimators.ais(ebm.models.gaussian_rbm(3, 2), progress=False)
+
+
+def test_base_rate_caps_units_that_are_always_on():
+    model = ebm.models.rbm(2, 2)
+    data = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    base = ebm.base_rate(model, data, smoothing=5, batch_size=100)
+    assert torch.isfinite(base.natural["v"]).all()
+    assert float(torch.sigmoid(base.natural["v"][0])) == pytest.approx(7 / 8)
