@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+import ebm
+from ebm.factors import Factor, register
+from tests.helpers import random_rbm
+
+
+def test_rbm_round_trip_is_exact(tmp_path):
+    model = random_rbm(6, 4, scale=1.0, seed=0)
+    path = model.save(tmp_path / "rbm.safetensors")
+    loaded = ebm.load(path)
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(a, b)
+    state = {"v": torch.ones(3, 6), "h": torch.zeros(3, 4)}
+    assert torch.equal(model.energy(state), loaded.energy(state))
+    assert loaded.schedule == model.schedule and loaded.visible == model.visible
+
+
+def test_gaussian_float64_round_trip(tmp_path):
+    model = ebm.models.gaussian_rbm(3, 2, learn_variance=True, scale=[0.5, 1.0, 2.0]).double()
+    loaded = ebm.load(model.save(tmp_path / "g.safetensors"))
+    assert loaded.dtype == torch.float64
+    assert torch.equal(loaded.units["v"].log_scale, model.units["v"].log_scale)
+    assert isinstance(loaded.units["v"].log_scale, torch.nn.Parameter)
+
+
+def test_pickle_files_are_refused(tmp_path):
+    model = random_rbm(3, 2, scale=1.0, seed=0)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="refusing to load a pickle"):
+        ebm.load(tmp_path / "weights.pt")
+    import pickle
+
+    (tmp_path / "raw.pkl").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(ValueError, match="refusing to load a pickle"):
+        ebm.load(tmp_path / "raw.pkl")
+    (tmp_path / "junk").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        ebm.load(tmp_path / "junk")
+    with pytest.raises(FileNotFoundError):
+        ebm.load(tmp_path / "missing.safetensors")
+
+
+def test_safetensors_without_spec_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "bare.safetensors"))
+    with pytest.raises(ValueError, match="without a boltzkit graph spec"):
+        ebm.load(tmp_path / "bare.safetensors")
+
+
+class Scaled(Factor):
+    def __init__(self, a, b, name=None):
+        super().__init__(a, b, name=name)
+        self.s = torch.nn.Parameter(torch.tensor(0.0))
+
+    def energy(self, stats):
+        return -self.s * stats[self.blocks[0]].sum(-1) * stats[self.blocks[1]].sum(-1)
+
+
+def test_custom_factor_needs_registration(tmp_path):
+    g = ebm.Graph().add_block("a", ebm.units.Bernoulli(2)).add_block("b", ebm.units.Spin(2))
+    g.add_factor(Scaled("a", "b"))
+    model = ebm.EnergyModel(g)
+    with torch.no_grad():
+        model.factors["scaled_a_b"].s.fill_(0.7)
+    path = model.save(tmp_path / "custom.safetensors")
+    with pytest.raises(ValueError, match="unknown factor type 'Scaled'.*register"):
+        ebm.load(path)
+    register(Scaled)
+    loaded = ebm.load(path)
+    assert float(loaded.factors["scaled_a_b"].s.detach()) == pytest.approx(0.7)
