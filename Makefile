@@ -24,6 +24,7 @@ demo: install
 	$(BIN)/ebm demo
 
 test: install
+	$(BIN)/ruff check ebm samplers estimators tests examples benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -13,5 +13,17 @@ from ebm.training import History, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["Graph", "EnergyModel", "FactorizedBase", "History", "base_rate", "datasets", "factors",
-           "fit", "load", "models", "save", "units"]
+__all__ = [
+    "Graph",
+    "EnergyModel",
+    "FactorizedBase",
+    "History",
+    "base_rate",
+    "datasets",
+    "factors",
+    "fit",
+    "load",
+    "models",
+    "save",
+    "units",
+]

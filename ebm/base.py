@@ -25,13 +25,17 @@ class FactorizedBase:
             if b not in model.units:
                 raise ValueError(f"base has unknown block {b!r}")
             if tuple(n.shape) != model.units[b].shape:
-                raise ValueError(f"base natural parameters for {b!r} have shape {tuple(n.shape)}, "
-                                 f"expected {model.units[b].shape}")
+                raise ValueError(
+                    f"base natural parameters for {b!r} have shape {tuple(n.shape)}, "
+                    f"expected {model.units[b].shape}"
+                )
             if not torch.isfinite(n).all():
                 raise ValueError(f"base natural parameters for {b!r} are not finite")
             if model.units[b].has_base_energy:
-                raise ValueError(f"a factorised base needs discrete units; block {b!r} is "
-                                 f"{type(model.units[b]).__name__}")
+                raise ValueError(
+                    f"a factorised base needs discrete units; block {b!r} is "
+                    f"{type(model.units[b]).__name__}"
+                )
         self.units = {b: model.units[b] for b in natural}
         self.natural = {b: n.detach() for b, n in natural.items()}
 
@@ -49,8 +53,12 @@ class FactorizedBase:
 
     def log_z(self) -> float:
         """log Z_A = sum_u A_u(b_u), computed in float64."""
-        return float(sum(self.units[b].log_partition(n.double().unsqueeze(0)).item()
-                         for b, n in self.natural.items()))
+        return float(
+            sum(
+                self.units[b].log_partition(n.double().unsqueeze(0)).item()
+                for b, n in self.natural.items()
+            )
+        )
 
     def energy(self, state: dict[str, Tensor]) -> Tensor:
         """E_A(x) = -sum_u b_u . t_u(x_u): shape (batch,)."""
@@ -60,8 +68,9 @@ class FactorizedBase:
             e = e - (t * n.to(t.dtype)).flatten(1).sum(-1)
         return e
 
-    def sample(self, num_chains: int, generator: torch.Generator | None = None,
-               device=None, dtype=None) -> dict[str, Tensor]:
+    def sample(
+        self, num_chains: int, generator: torch.Generator | None = None, device=None, dtype=None
+    ) -> dict[str, Tensor]:
         out = {}
         for b, n in self.natural.items():
             nat = n.to(device=device, dtype=dtype).expand(num_chains, *n.shape)
@@ -69,7 +78,9 @@ class FactorizedBase:
         return out
 
 
-def base_rate(model: EnergyModel, data, smoothing: float = 5.0, batch_size: int = 100) -> FactorizedBase:
+def base_rate(
+    model: EnergyModel, data, smoothing: float = 5.0, batch_size: int = 100
+) -> FactorizedBase:
     """The base-rate model of Salakhutdinov & Murray (2008): independent visible units matching the
     smoothed marginals of the training data.
 

@@ -16,8 +16,11 @@ import ebm
 import estimators
 import samplers
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Declare, train, sample and evaluate energy-based models.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Declare, train, sample and evaluate energy-based models.",
+)
 console = Console()
 
 
@@ -52,16 +55,36 @@ def load_data(spec: str, binarize: str = "threshold", seed: int = 0):
     raise typer.BadParameter(f"unknown data {spec!r}: use digits, bars-and-stripes:N or mnist:DIR")
 
 
-def _train(data: str, hidden: int, epochs: int, sampler: SamplerName, k: int, chains: int,
-           batch_size: int, lr: float, momentum: float, weight_decay: float, seed: int,
-           binarize: str):
+def _train(
+    data: str,
+    hidden: int,
+    epochs: int,
+    sampler: SamplerName,
+    k: int,
+    chains: int,
+    batch_size: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    seed: int,
+    binarize: str,
+):
     train, test = load_data(data, binarize, seed)
     torch.manual_seed(seed)
     model = ebm.models.rbm(train.shape[1], hidden)
     neg = samplers.PCD(num_chains=chains, k=k) if sampler == SamplerName.pcd else samplers.CD(k=k)
     g = torch.Generator().manual_seed(seed)
-    history = ebm.fit(model, train, neg, epochs=epochs, batch_size=batch_size, lr=lr,
-                      momentum=momentum, weight_decay=weight_decay, generator=g)
+    history = ebm.fit(
+        model,
+        train,
+        neg,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        generator=g,
+    )
     return model, train, test, history
 
 
@@ -82,8 +105,20 @@ def train(
     seed: int = typer.Option(0),
 ):
     """Train a binary RBM on DATA and save it (safetensors + JSON graph spec)."""
-    model, *_, history = _train(data, hidden, epochs, sampler, k, chains, batch_size, lr, momentum,
-                                weight_decay, seed, binarize)
+    model, *_, history = _train(
+        data,
+        hidden,
+        epochs,
+        sampler,
+        k,
+        chains,
+        batch_size,
+        lr,
+        momentum,
+        weight_decay,
+        seed,
+        binarize,
+    )
     model.save(out)
     status = " (interrupted)" if history.interrupted else ""
     console.print(f"trained {len(history)} epochs{status}; saved {out}")
@@ -107,8 +142,13 @@ def estimate(
         logz = estimators.exact_log_z(model)
     else:
         base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
-        logz = estimators.ais(model, num_chains=chains, betas=_schedule(betas), base=base_dist,
-                              generator=torch.Generator().manual_seed(seed))
+        logz = estimators.ais(
+            model,
+            num_chains=chains,
+            betas=_schedule(betas),
+            base=base_dist,
+            generator=torch.Generator().manual_seed(seed),
+        )
     console.print(str(logz))
     console.print(str(estimators.log_likelihood(model, test, logz)))
 
@@ -135,29 +175,40 @@ def demo(
     print the test log-likelihood."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    console.print(f"[bold]training[/] RBM 64x{hidden} on scikit-learn digits (threshold-binarised), "
-                  f"PCD-1, {epochs} epochs")
-    model, train_data, test, history = _train("digits", hidden, epochs, SamplerName.pcd, 1, 100, 20,
-                                              0.05, 0.5, 1e-4, seed, "threshold")
+    console.print(
+        f"[bold]training[/] RBM 64x{hidden} on scikit-learn digits (threshold-binarised), "
+        f"PCD-1, {epochs} epochs"
+    )
+    model, train_data, test, history = _train(
+        "digits", hidden, epochs, SamplerName.pcd, 1, 100, 20, 0.05, 0.5, 1e-4, seed, "threshold"
+    )
     model.save(out / "rbm.safetensors")
     exact = estimators.exact_log_z(model)
-    approx = estimators.ais(model, num_chains=chains, betas=_schedule(betas),
-                            base=ebm.base_rate(model, train_data),
-                            generator=torch.Generator().manual_seed(seed))
+    approx = estimators.ais(
+        model,
+        num_chains=chains,
+        betas=_schedule(betas),
+        base=ebm.base_rate(model, train_data),
+        generator=torch.Generator().manual_seed(seed),
+    )
     table = Table(title="log Z and test log-likelihood (nats)")
     for col in ("", "exact", "AIS"):
         table.add_column(col)
     table.add_row("log Z", f"{exact.value:.4f}", f"{approx.value:.4f} ± {approx.stderr:.4f}")
     ll_exact = estimators.log_likelihood(model, test, exact)
     ll_ais = estimators.log_likelihood(model, test, approx)
-    table.add_row("test mean log p(v)", f"{ll_exact.value:.4f} ± {ll_exact.stderr:.4f}",
-                  f"{ll_ais.value:.4f} ± {ll_ais.stderr:.4f}")
+    table.add_row(
+        "test mean log p(v)",
+        f"{ll_exact.value:.4f} ± {ll_exact.stderr:.4f}",
+        f"{ll_ais.value:.4f} ± {ll_ais.stderr:.4f}",
+    )
     console.print(table)
     console.print(str(exact))
     console.print(str(approx))
     deviation = (approx.value - exact.value) / approx.stderr if approx.stderr > 0 else float("inf")
-    console.print(f"AIS - exact = {approx.value - exact.value:+.4f} nats "
-                  f"({deviation:+.2f} standard errors)")
+    console.print(
+        f"AIS - exact = {approx.value - exact.value:+.4f} nats ({deviation:+.2f} standard errors)"
+    )
     picture = _filters_png(model, out / "filters.png")
     if picture:
         console.print(f"learned filters: {picture}")

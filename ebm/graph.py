@@ -41,9 +41,13 @@ class Graph:
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"block name must be a non-empty string without '.', got {name!r}")
         if not isinstance(units, Units):
-            raise TypeError(f"block {name!r}: units must be an ebm.units.Units instance, got {units!r}")
+            raise TypeError(
+                f"block {name!r}: units must be an ebm.units.Units instance, got {units!r}"
+            )
         if name in self._nx:
-            raise ValueError(f"duplicate name {name!r}: a {self._nx.nodes[name]['kind']} has it already")
+            raise ValueError(
+                f"duplicate name {name!r}: a {self._nx.nodes[name]['kind']} has it already"
+            )
         self.units[name] = units
         self._nx.add_node(name, kind="block", units=units)
         if visible:
@@ -91,10 +95,14 @@ class Graph:
                 e = factor.energy(stats)
         except (RuntimeError, IndexError, ValueError) as err:
             shapes = ", ".join(f"{b}: {self.units[b].shape}" for b in factor.blocks)
-            raise ValueError(f"factor {factor.name!r} does not fit its blocks ({shapes}): {err}") from err
+            raise ValueError(
+                f"factor {factor.name!r} does not fit its blocks ({shapes}): {err}"
+            ) from err
         if not isinstance(e, torch.Tensor) or tuple(e.shape) != (2,):
             got = tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__
-            raise ValueError(f"factor {factor.name!r}: energy must return shape (batch,), got {got}")
+            raise ValueError(
+                f"factor {factor.name!r}: energy must return shape (batch,), got {got}"
+            )
 
     # --- views ------------------------------------------------------------------------------------
     @property
@@ -114,7 +122,7 @@ class Graph:
         g.add_nodes_from(self.units)
         for f in self.factors.values():
             bs = list(dict.fromkeys(f.blocks))
-            g.add_edges_from((a, b) for i, a in enumerate(bs) for b in bs[i + 1:])
+            g.add_edges_from((a, b) for i, a in enumerate(bs) for b in bs[i + 1 :])
         return g
 
     def schedule(self) -> list[list[str]]:
@@ -149,15 +157,20 @@ class Graph:
         g = self._nx
         blocks = list(self.units)
         factors = list(self.factors)
-        pos = nx.bipartite_layout(g, blocks, align="horizontal") if factors else {
-            b: (i, 0.0) for i, b in enumerate(blocks)}
+        pos = (
+            nx.bipartite_layout(g, blocks, align="horizontal")
+            if factors
+            else {b: (i, 0.0) for i, b in enumerate(blocks)}
+        )
         fig, ax = plt.subplots(figsize=(max(4, 1.6 * max(len(blocks), len(factors))), 3.5))
         nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#888888")
-        nx.draw_networkx_nodes(g, pos, nodelist=blocks, node_shape="o", node_size=1800,
-                               node_color="#9ecae1", ax=ax)
+        nx.draw_networkx_nodes(
+            g, pos, nodelist=blocks, node_shape="o", node_size=1800, node_color="#9ecae1", ax=ax
+        )
         if factors:
-            nx.draw_networkx_nodes(g, pos, nodelist=factors, node_shape="s", node_size=900,
-                                   node_color="#fdd0a2", ax=ax)
+            nx.draw_networkx_nodes(
+                g, pos, nodelist=factors, node_shape="s", node_size=900, node_color="#fdd0a2", ax=ax
+            )
         labels = {b: f"{b}\n{type(u).__name__}{u.shape}" for b, u in self.units.items()}
         labels.update({f: type(self.factors[f]).__name__ for f in factors})
         nx.draw_networkx_labels(g, pos, labels=labels, font_size=8, ax=ax)

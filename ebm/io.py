@@ -38,8 +38,10 @@ def _check_safetensors(path: Path) -> None:
     with open(path, "rb") as fh:
         head = fh.read(8)
         if head[:2] == b"PK" or head[:1] == b"\x80":
-            raise ValueError(f"{path}: refusing to load a pickle/zip (torch.save) file: it could run "
-                             f"code. Only safetensors files written by model.save are loaded.")
+            raise ValueError(
+                f"{path}: refusing to load a pickle/zip (torch.save) file: it could run "
+                f"code. Only safetensors files written by model.save are loaded."
+            )
         if len(head) < 8:
             raise ValueError(f"{path}: not a safetensors file (too short)")
         (n,) = struct.unpack("<Q", head)
@@ -51,8 +53,9 @@ def _check_safetensors(path: Path) -> None:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a safetensors file ({err})") from err
     if _SPEC_KEY not in meta:
-        raise ValueError(f"{path}: a safetensors file without a boltzkit graph spec; "
-                         f"save models with model.save")
+        raise ValueError(
+            f"{path}: a safetensors file without a boltzkit graph spec; save models with model.save"
+        )
 
 
 def load(path: str | Path, device=None) -> EnergyModel:
@@ -89,8 +92,10 @@ def from_spec(spec: dict) -> EnergyModel:
     for factor in spec["factors"]:
         cls = FACTOR_TYPES.get(factor["type"])
         if cls is None:
-            raise ValueError(f"unknown factor type {factor['type']!r}: register the class with "
-                             f"ebm.factors.register before loading")
+            raise ValueError(
+                f"unknown factor type {factor['type']!r}: register the class with "
+                f"ebm.factors.register before loading"
+            )
         with torch.random.fork_rng():
             g.add_factor(cls.from_config(factor["config"]))
     return EnergyModel(g)

@@ -75,7 +75,9 @@ class EnergyModel(nn.Module):
         Returns the batch size. Raises ValueError naming the offending block.
         """
         if not isinstance(state, dict):
-            raise TypeError(f"a state is a dict of block name -> tensor, got {type(state).__name__}")
+            raise TypeError(
+                f"a state is a dict of block name -> tensor, got {type(state).__name__}"
+            )
         unknown = [b for b in state if b not in self.units]
         if unknown:
             raise ValueError(f"state has unknown block(s) {unknown}; model blocks: {self.blocks}")
@@ -87,8 +89,10 @@ class EnergyModel(nn.Module):
         for b, x in state.items():
             shape = self.units[b].shape
             if x.dim() != len(shape) + 1 or tuple(x.shape[1:]) != shape:
-                raise ValueError(f"block {b!r}: expected shape (batch, {', '.join(map(str, shape))}), "
-                                 f"got {tuple(x.shape)}")
+                raise ValueError(
+                    f"block {b!r}: expected shape (batch, {', '.join(map(str, shape))}), "
+                    f"got {tuple(x.shape)}"
+                )
             if batch is None:
                 batch = x.shape[0]
             elif x.shape[0] != batch:
@@ -146,8 +150,13 @@ class EnergyModel(nn.Module):
         """p(x_block | the other blocks of ``state``) as a torch.distributions object."""
         return self.units[block].distribution(self.natural(block, self._fill(state, [block])))
 
-    def sample_block(self, block: str, state: State, generator: torch.Generator | None = None,
-                     stats: State | None = None) -> Tensor:
+    def sample_block(
+        self,
+        block: str,
+        state: State,
+        generator: torch.Generator | None = None,
+        stats: State | None = None,
+    ) -> Tensor:
         """Draw x_block ~ p(x_block | rest of ``state``)."""
         return self.units[block].sample(self.natural(block, state, stats), generator)
 
@@ -171,11 +180,13 @@ class EnergyModel(nn.Module):
         for name, f in self.factors.items():
             inside = [b for b in dict.fromkeys(f.blocks) if b in blocks]
             if len(inside) > 1:
-                raise ValueError(f"blocks {inside} cannot be summed out together: factor {name!r} "
-                                 f"couples them")
+                raise ValueError(
+                    f"blocks {inside} cannot be summed out together: factor {name!r} couples them"
+                )
             if inside and not f.linear_in(inside[0]):
-                raise ValueError(f"block {inside[0]!r} cannot be summed out: factor {name!r} is not "
-                                 f"linear in it")
+                raise ValueError(
+                    f"block {inside[0]!r} cannot be summed out: factor {name!r} is not linear in it"
+                )
 
     def split_energy(self, state: State, sum_out) -> tuple[Tensor, State]:
         """Split E into the part that does not depend on the summed-out blocks S and their natural
@@ -227,10 +238,14 @@ class EnergyModel(nn.Module):
         """A JSON-serialisable description of the graph (no parameters, no code)."""
         return {
             "format": "boltzkit.model/1",
-            "blocks": [{"name": b, "type": type(u).__name__, "config": u.config()}
-                       for b, u in self.units.items()],
+            "blocks": [
+                {"name": b, "type": type(u).__name__, "config": u.config()}
+                for b, u in self.units.items()
+            ],
             "visible": list(self.visible),
-            "factors": [{"type": type(f).__name__, "config": f.config()} for f in self.factors.values()],
+            "factors": [
+                {"type": type(f).__name__, "config": f.config()} for f in self.factors.values()
+            ],
         }
 
     def save(self, path: str | Path) -> Path:

@@ -18,8 +18,14 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"{name} must be an int >= 1, got {n!r}")
 
 
-def rbm(n_visible: int, n_hidden: int, weight=None, visible_bias=None, hidden_bias=None,
-        init_scale: float = 0.01) -> EnergyModel:
+def rbm(
+    n_visible: int,
+    n_hidden: int,
+    weight=None,
+    visible_bias=None,
+    hidden_bias=None,
+    init_scale: float = 0.01,
+) -> EnergyModel:
     """Binary restricted Boltzmann machine, E(v, h) = -b.v - c.h - v^T W h, v in {0,1}^n_visible.
 
     Blocks ``v`` (visible) and ``h``; factors ``dense_v_h`` (W, shape (n_visible, n_hidden)),
@@ -33,13 +39,24 @@ def rbm(n_visible: int, n_hidden: int, weight=None, visible_bias=None, hidden_bi
     g = Graph()
     g.add_block("v", Bernoulli(n_visible), visible=True)
     g.add_block("h", Bernoulli(n_hidden))
-    g.add_factor(Dense("v", "h", weight=weight, init_scale=init_scale),
-                 Bias("v", visible_bias), Bias("h", hidden_bias))
+    g.add_factor(
+        Dense("v", "h", weight=weight, init_scale=init_scale),
+        Bias("v", visible_bias),
+        Bias("h", hidden_bias),
+    )
     return EnergyModel(g)
 
 
-def gaussian_rbm(n_visible: int, n_hidden: int, weight=None, visible_bias=None, hidden_bias=None,
-                 scale=None, learn_variance: bool = False, init_scale: float = 0.01) -> EnergyModel:
+def gaussian_rbm(
+    n_visible: int,
+    n_hidden: int,
+    weight=None,
+    visible_bias=None,
+    hidden_bias=None,
+    scale=None,
+    learn_variance: bool = False,
+    init_scale: float = 0.01,
+) -> EnergyModel:
     """Gaussian-Bernoulli RBM, E(v, h) = sum_i (v_i - b_i)^2 / (2 s_i^2) - c.h - sum_ij (v_i/s_i) W_ij h_j.
 
     Given h, v_i ~ N(b_i + s_i (W h)_i, s_i^2); given v, h_j ~ Bernoulli(sigma(c_j + (W^T v/s)_j)).
@@ -54,8 +71,11 @@ def gaussian_rbm(n_visible: int, n_hidden: int, weight=None, visible_bias=None, 
     if scale is not None and (scale <= 0).any():
         raise ValueError("scale must be positive")
     g = Graph()
-    g.add_block("v", Gaussian(n_visible, learn_variance=learn_variance, loc=visible_bias,
-                              scale=scale), visible=True)
+    g.add_block(
+        "v",
+        Gaussian(n_visible, learn_variance=learn_variance, loc=visible_bias, scale=scale),
+        visible=True,
+    )
     g.add_block("h", Bernoulli(n_hidden))
     g.add_factor(Dense("v", "h", weight=weight, init_scale=init_scale), Bias("h", hidden_bias))
     return EnergyModel(g)

@@ -53,10 +53,19 @@ def _summable(model: EnergyModel) -> bool:
     return True
 
 
-def fit(model: EnergyModel, data, sampler, epochs: int = 10, batch_size: int = 100,
-        lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0,
-        generator: torch.Generator | None = None, progress: bool = True,
-        monitor: Callable[[int, EnergyModel], dict] | None = None) -> History:
+def fit(
+    model: EnergyModel,
+    data,
+    sampler,
+    epochs: int = 10,
+    batch_size: int = 100,
+    lr: float = 0.01,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    monitor: Callable[[int, EnergyModel], dict] | None = None,
+) -> History:
     """Train ``model`` on ``data`` by minibatch SGD with momentum on the loss
 
         L = mean_batch F(v) - mean_negative F(v'),
@@ -75,24 +84,34 @@ def fit(model: EnergyModel, data, sampler, epochs: int = 10, batch_size: int = 1
         raise ValueError("no training data")
     summable = _summable(model)
     if not summable and not hasattr(sampler, "positive"):
-        raise ValueError(f"the hidden blocks {model.hidden()} cannot be summed out; the sampler must "
-                         f"provide positive(model, data_state, generator)")
+        raise ValueError(
+            f"the hidden blocks {model.hidden()} cannot be summed out; the sampler must "
+            f"provide positive(model, data_state, generator)"
+        )
     weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     others = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.SGD([{"params": weights, "weight_decay": weight_decay},
-                                 {"params": others, "weight_decay": 0.0}],
-                                lr=lr, momentum=momentum)
+    optimizer = torch.optim.SGD(
+        [
+            {"params": weights, "weight_decay": weight_decay},
+            {"params": others, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        momentum=momentum,
+    )
     device = model.device
     history = History()
     bar = tqdm(range(1, epochs + 1), desc="fit", unit="epoch", disable=not progress, leave=False)
     try:
         for epoch in bar:
             start = time.perf_counter()
-            order = torch.randperm(n_data, generator=generator, device=device
-                                   if generator is None else generator.device).to(device)
+            order = torch.randperm(
+                n_data,
+                generator=generator,
+                device=device if generator is None else generator.device,
+            ).to(device)
             gaps, free = [], []
             for i in range(0, n_data, batch_size):
-                idx = order[i:i + batch_size]
+                idx = order[i : i + batch_size]
                 batch = {b: x[idx] for b, x in data.items()}
                 with torch.no_grad():
                     neg = sampler.negative(model, batch, generator)
@@ -108,18 +127,29 @@ def fit(model: EnergyModel, data, sampler, epochs: int = 10, batch_size: int = 1
                 optimizer.step()
                 gaps.append(loss.item())
                 free.append(f_pos.mean().item())
-            record = {"epoch": epoch, "free_energy": sum(free) / len(free),
-                      "free_energy_gap": sum(gaps) / len(gaps),
-                      "seconds": time.perf_counter() - start}
+            record = {
+                "epoch": epoch,
+                "free_energy": sum(free) / len(free),
+                "free_energy_gap": sum(gaps) / len(gaps),
+                "seconds": time.perf_counter() - start,
+            }
             if monitor is not None:
                 record.update(monitor(epoch, model) or {})
             history.records.append(record)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
-                             if k not in ("epoch", "seconds") and isinstance(v, float)})
+            bar.set_postfix(
+                {
+                    k: f"{v:.4g}"
+                    for k, v in record.items()
+                    if k not in ("epoch", "seconds") and isinstance(v, float)
+                }
+            )
     except KeyboardInterrupt:
         history.interrupted = True
-        warnings.warn(f"training interrupted after {len(history)} complete epoch(s); the model keeps "
-                      f"its current parameters", stacklevel=2)
+        warnings.warn(
+            f"training interrupted after {len(history)} complete epoch(s); the model keeps "
+            f"its current parameters",
+            stacklevel=2,
+        )
     finally:
         bar.close()
     return history

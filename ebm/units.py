@@ -39,7 +39,9 @@ class Units(nn.Module):
     def __init__(self, n: int):
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{type(self).__name__}: the number of units must be an int >= 1, got {n!r}")
+            raise ValueError(
+                f"{type(self).__name__}: the number of units must be an int >= 1, got {n!r}"
+            )
         self.n = n
 
     # --- description -------------------------------------------------------------------------
@@ -87,8 +89,9 @@ class Units(nn.Module):
         """A(eta) = log sum_x exp(eta . t(x) - E_0(x)), summed over the block: shape (batch,)."""
         raise NotImplementedError
 
-    def random(self, num_chains: int, generator: torch.Generator | None = None,
-               device=None, dtype=None) -> Tensor:
+    def random(
+        self, num_chains: int, generator: torch.Generator | None = None, device=None, dtype=None
+    ) -> Tensor:
         """A draw at zero natural parameters (uniform for discrete units): used to start chains."""
         ref = self._reference(device, dtype)
         natural = ref.new_zeros((num_chains, *self.shape))
@@ -97,7 +100,11 @@ class Units(nn.Module):
     def _reference(self, device, dtype) -> Tensor:
         p = next(iter(self.parameters()), None)
         device = device if device is not None else (p.device if p is not None else None)
-        dtype = dtype if dtype is not None else (p.dtype if p is not None else torch.get_default_dtype())
+        dtype = (
+            dtype
+            if dtype is not None
+            else (p.dtype if p is not None else torch.get_default_dtype())
+        )
         return torch.empty(0, device=device, dtype=dtype)
 
     # --- data ----------------------------------------------------------------------------------
@@ -170,7 +177,9 @@ class Bernoulli(_Binary):
         return distributions.Independent(distributions.Bernoulli(logits=natural), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        u = torch.rand(natural.shape, generator=generator, device=natural.device, dtype=natural.dtype)
+        u = torch.rand(
+            natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
+        )
         return (u < torch.sigmoid(natural)).to(natural.dtype)
 
     def mean(self, natural: Tensor) -> Tensor:
@@ -189,7 +198,9 @@ class Spin(_Binary):
         return distributions.Independent(SpinDistribution(logits=2 * natural), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        u = torch.rand(natural.shape, generator=generator, device=natural.device, dtype=natural.dtype)
+        u = torch.rand(
+            natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
+        )
         return torch.where(u < torch.sigmoid(2 * natural), 1.0, -1.0).to(natural.dtype)
 
     def mean(self, natural: Tensor) -> Tensor:
@@ -338,8 +349,9 @@ class Gaussian(Units):
         return distributions.Independent(distributions.Normal(self.mean(natural), self.scale), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        eps = torch.randn(natural.shape, generator=generator, device=natural.device,
-                          dtype=natural.dtype)
+        eps = torch.randn(
+            natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
+        )
         return self.mean(natural) + self.scale * eps
 
     def mean(self, natural: Tensor) -> Tensor:
@@ -347,12 +359,15 @@ class Gaussian(Units):
 
     def log_partition(self, natural: Tensor) -> Tensor:
         s = self.scale
-        per_unit = self.loc * natural / s + 0.5 * natural**2 + self.log_scale + 0.5 * math.log(2 * math.pi)
+        per_unit = (
+            self.loc * natural / s + 0.5 * natural**2 + self.log_scale + 0.5 * math.log(2 * math.pi)
+        )
         return per_unit.sum(-1)
 
 
-def _finite_param(value, shape: tuple[int, ...], name: str, default: float | None = None,
-                  init=None) -> Tensor:
+def _finite_param(
+    value, shape: tuple[int, ...], name: str, default: float | None = None, init=None
+) -> Tensor:
     """Turn a user-given parameter into a float tensor of ``shape``; refuse non-finite values.
 
     When ``value`` is None, returns ``init()`` if given, else a tensor filled with ``default``.

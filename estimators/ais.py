@@ -26,8 +26,15 @@ def default_sum_out(model: EnergyModel, base: FactorizedBase) -> list[str]:
     return hidden
 
 
-def ais(model: EnergyModel, num_chains: int = 100, betas=None, base: FactorizedBase | None = None,
-        generator: torch.Generator | None = None, sum_out=None, progress: bool = True) -> Estimate:
+def ais(
+    model: EnergyModel,
+    num_chains: int = 100,
+    betas=None,
+    base: FactorizedBase | None = None,
+    generator: torch.Generator | None = None,
+    sum_out=None,
+    progress: bool = True,
+) -> Estimate:
     """Estimate log Z by annealed importance sampling along the geometric path
 
         p_k*(x) = p_A*(x_A)^(1 - beta_k) p*(x)^beta_k,   i.e.  E_k(x) = (1 - beta_k) E_A(x_A) + beta_k E(x),
@@ -51,19 +58,25 @@ def ais(model: EnergyModel, num_chains: int = 100, betas=None, base: FactorizedB
     """
     start = time.perf_counter()
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
-        raise ValueError(f"num_chains must be an int >= 2 (a standard error needs two), got {num_chains!r}")
+        raise ValueError(
+            f"num_chains must be an int >= 2 (a standard error needs two), got {num_chains!r}"
+        )
     betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
     for b, u in model.units.items():
         if u.has_base_energy:
-            raise ValueError(f"AIS on the geometric path here needs discrete units; block {b!r} is "
-                             f"{type(u).__name__}")
+            raise ValueError(
+                f"AIS on the geometric path here needs discrete units; block {b!r} is "
+                f"{type(u).__name__}"
+            )
     base = FactorizedBase.uniform(model) if base is None else base
     if not isinstance(base, FactorizedBase):
         raise TypeError("base must be an ebm.FactorizedBase (e.g. ebm.base_rate(model, data))")
     sum_out = default_sum_out(model, base) if sum_out is None else list(sum_out)
     overlap = set(sum_out) & set(base.blocks)
     if overlap:
-        raise ValueError(f"blocks {sorted(overlap)} are covered by the base and cannot be summed out")
+        raise ValueError(
+            f"blocks {sorted(overlap)} are covered by the base and cannot be summed out"
+        )
     model.summable(sum_out)
 
     device, dtype = model.device, model.dtype
@@ -72,7 +85,9 @@ def ais(model: EnergyModel, num_chains: int = 100, betas=None, base: FactorizedB
     # log Z_0: the base over its blocks, every other block uniform (zero natural parameters)
     log_z0 = base.log_z() + sum(
         float(units[b].log_partition(torch.zeros((1, *units[b].shape), dtype=torch.float64)))
-        for b in model.blocks if b not in base.blocks)
+        for b in model.blocks
+        if b not in base.blocks
+    )
     schedule = [[b for b in group if b not in sum_out] for group in model.schedule]
     schedule = [g for g in schedule if g]
 
@@ -89,8 +104,14 @@ def ais(model: EnergyModel, num_chains: int = 100, betas=None, base: FactorizedB
                 x[b] = units[b].random(num_chains, generator, device=device, dtype=dtype)
         log_w = torch.zeros(num_chains, dtype=torch.float64, device=device)
         num = betas.numel()
-        bar = tqdm(total=num - 1, desc="AIS", unit="beta", disable=not progress, leave=False,
-                   mininterval=0.5)
+        bar = tqdm(
+            total=num - 1,
+            desc="AIS",
+            unit="beta",
+            disable=not progress,
+            leave=False,
+            mininterval=0.5,
+        )
         beta_list = betas.tolist()
         for k in range(1, num):
             b_prev, b_now = beta_list[k - 1], beta_list[k]
@@ -98,7 +119,9 @@ def ais(model: EnergyModel, num_chains: int = 100, betas=None, base: FactorizedB
             e_rest = e_rest.double()
             eta64 = {u: n.double() for u, n in eta.items()}
             e_base = base.energy(x).double() if base.blocks else 0.0
-            log_w += log_p_star(b_now, e_rest, eta64, e_base) - log_p_star(b_prev, e_rest, eta64, e_base)
+            log_w += log_p_star(b_now, e_rest, eta64, e_base) - log_p_star(
+                b_prev, e_rest, eta64, e_base
+            )
             if k == num - 1:
                 break
             # one sweep at beta_k: the summed-out blocks first (fresh), then the others
@@ -119,8 +142,19 @@ def ais(model: EnergyModel, num_chains: int = 100, betas=None, base: FactorizedB
         bar.close()
     log_w = log_w.cpu()
     lme, stderr, ess = log_mean_exp(log_w)
-    return Estimate(value=log_z0 + lme, kind="point", method="AIS", stderr=stderr, ess=ess,
-                    log_weights=log_w, num_chains=num_chains, num_betas=num,
-                    seconds=time.perf_counter() - start,
-                    extras={"log_z_base": log_z0, "summed_out": sum_out,
-                            "note": "E[log Z-hat] <= log Z: a stochastic lower bound"})
+    return Estimate(
+        value=log_z0 + lme,
+        kind="point",
+        method="AIS",
+        stderr=stderr,
+        ess=ess,
+        log_weights=log_w,
+        num_chains=num_chains,
+        num_betas=num,
+        seconds=time.perf_counter() - start,
+        extras={
+            "log_z_base": log_z0,
+            "summed_out": sum_out,
+            "note": "E[log Z-hat] <= log Z: a stochastic lower bound",
+        },
+    )

@@ -33,8 +33,10 @@ def choose_sum_out(model: EnergyModel) -> list[str]:
     continuous = [b for b in model.blocks if not model.units[b].discrete]
     discrete = [b for b in model.blocks if model.units[b].discrete]
     if not _valid(model, continuous):
-        raise ValueError(f"continuous blocks {continuous} cannot be summed out together and cannot "
-                         f"be enumerated: exact log Z is not available for this model")
+        raise ValueError(
+            f"continuous blocks {continuous} cannot be summed out together and cannot "
+            f"be enumerated: exact log Z is not available for this model"
+        )
 
     def log_size(s):
         return sum(math.log(model.units[b].num_states) for b in discrete if b not in s)
@@ -61,14 +63,20 @@ def enumerate_states(model: EnergyModel, blocks: list[str], start: int, stop: in
     state, stride = {}, 1
     for b in blocks:
         n = int(model.units[b].num_states)
-        state[b] = model.units[b].states((index // stride) % n, device=model.device,
-                                         dtype=dtype or model.dtype)
+        state[b] = model.units[b].states(
+            (index // stride) % n, device=model.device, dtype=dtype or model.dtype
+        )
         stride *= n
     return state
 
 
-def exact_log_z(model: EnergyModel, max_states: int = 2**24, sum_out=None,
-                chunk_size: int = 2**16, progress: bool = False) -> Estimate:
+def exact_log_z(
+    model: EnergyModel,
+    max_states: int = 2**24,
+    sum_out=None,
+    chunk_size: int = 2**16,
+    progress: bool = False,
+) -> Estimate:
     """log Z = log sum_x exp(-E(x)), exactly.
 
     The blocks S (``sum_out``; default ``choose_sum_out``) are summed analytically through their
@@ -87,8 +95,10 @@ def exact_log_z(model: EnergyModel, max_states: int = 2**24, sum_out=None,
     log_size = sum(math.log2(model.units[b].num_states) for b in rest)
     if log_size > math.log2(max_states) + 1e-9:
         size = 2.0**log_size
-        raise ValueError(f"exact log Z would enumerate {size:,.0f} states (2^{log_size:.1f}) of blocks "
-                         f"{rest} after summing out {sum_out}; the limit is max_states={max_states:,}")
+        raise ValueError(
+            f"exact log Z would enumerate {size:,.0f} states (2^{log_size:.1f}) of blocks "
+            f"{rest} after summing out {sum_out}; the limit is max_states={max_states:,}"
+        )
     total = math.prod(int(model.units[b].num_states) for b in rest)
     m = copy.deepcopy(model).to(torch.float64)
     acc = torch.tensor(-math.inf, dtype=torch.float64, device=m.device)
@@ -99,6 +109,12 @@ def exact_log_z(model: EnergyModel, max_states: int = 2**24, sum_out=None,
             f = m.free_energy(state, sum_out=sum_out)
             acc = torch.logaddexp(acc, torch.logsumexp(-f, 0))
     value = float(acc)
-    return Estimate(value=value, kind="exact", method="exact", stderr=0.0, ci=(value, value),
-                    seconds=time.perf_counter() - start,
-                    extras={"states": total, "summed_out": sum_out, "enumerated": rest})
+    return Estimate(
+        value=value,
+        kind="exact",
+        method="exact",
+        stderr=0.0,
+        ci=(value, value),
+        seconds=time.perf_counter() - start,
+        extras={"states": total, "summed_out": sum_out, "enumerated": rest},
+    )

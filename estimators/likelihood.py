@@ -37,13 +37,24 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     values = []
     with torch.no_grad():
         for lo in range(0, n, batch_size):
-            chunk = {b: x[lo:lo + batch_size] for b, x in state.items()}
+            chunk = {b: x[lo : lo + batch_size] for b, x in state.items()}
             values.append(-model.free_energy(chunk).double().cpu())
     per_example = torch.cat(values) - lz
     mean = float(per_example.mean())
     se_mean = float(per_example.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
     stderr = math.sqrt(se_mean**2 + lz_se**2)
-    return Estimate(value=mean, kind="point", method=f"log Z {lz_kind}", quantity="mean log p(v)",
-                    stderr=stderr, seconds=time.perf_counter() - start,
-                    extras={"examples": n, "stderr_examples": se_mean, "stderr_log_z": lz_se,
-                            "log_z": lz, "per_example": per_example})
+    return Estimate(
+        value=mean,
+        kind="point",
+        method=f"log Z {lz_kind}",
+        quantity="mean log p(v)",
+        stderr=stderr,
+        seconds=time.perf_counter() - start,
+        extras={
+            "examples": n,
+            "stderr_examples": se_mean,
+            "stderr_log_z": lz_se,
+            "log_z": lz,
+            "per_example": per_example,
+        },
+    )

@@ -23,11 +23,13 @@ def salakhutdinov_murray(counts: tuple[int, int, int] = (500, 4000, 10000)) -> T
     if min(counts) < 1:
         raise ValueError(f"every segment needs at least one beta, got {counts}")
     f64 = torch.float64
-    return torch.cat([
-        torch.linspace(0.0, 0.5, a + 1, dtype=f64)[:-1],
-        torch.linspace(0.5, 0.9, b + 1, dtype=f64)[:-1],
-        torch.linspace(0.9, 1.0, c, dtype=f64),
-    ])
+    return torch.cat(
+        [
+            torch.linspace(0.0, 0.5, a + 1, dtype=f64)[:-1],
+            torch.linspace(0.5, 0.9, b + 1, dtype=f64)[:-1],
+            torch.linspace(0.9, 1.0, c, dtype=f64),
+        ]
+    )
 
 
 def check(betas) -> Tensor:
@@ -38,7 +40,9 @@ def check(betas) -> Tensor:
     if not torch.isfinite(betas).all():
         raise ValueError("betas must be finite")
     if betas[0] != 0 or betas[-1] != 1:
-        raise ValueError(f"betas must start at 0 and end at 1, got {betas[0]:.4g} ... {betas[-1]:.4g}")
+        raise ValueError(
+            f"betas must start at 0 and end at 1, got {betas[0]:.4g} ... {betas[-1]:.4g}"
+        )
     if (betas.diff() < 0).any():
         raise ValueError("betas must be non-decreasing")
     return betas

@@ -31,8 +31,12 @@ class BlockGibbs:
     chains.
     """
 
-    def __init__(self, model: EnergyModel, clamp: Mapping[str, Tensor] | Iterable[str] | None = None,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        model: EnergyModel,
+        clamp: Mapping[str, Tensor] | Iterable[str] | None = None,
+        generator: torch.Generator | None = None,
+    ):
         self.model = model
         self.generator = generator
         if clamp is None:
@@ -51,8 +55,12 @@ class BlockGibbs:
         self.schedule = [[b for b in group if b not in self.clamped] for group in model.schedule]
         self.schedule = [g for g in self.schedule if g]
 
-    def init(self, num_chains: int, generator: torch.Generator | None = None,
-             values: Mapping[str, Tensor] | None = None) -> State:
+    def init(
+        self,
+        num_chains: int,
+        generator: torch.Generator | None = None,
+        values: Mapping[str, Tensor] | None = None,
+    ) -> State:
         """Start ``num_chains`` chains: free blocks uniform at random (or from ``values``), clamped
         blocks at their clamped values."""
         if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
@@ -67,10 +75,13 @@ class BlockGibbs:
             if given is not None:
                 state[b] = self._expand(b, given, num_chains)
             elif b in self.clamped:
-                raise ValueError(f"block {b!r} is clamped but no value was given: pass values={{{b!r}: ...}}")
+                raise ValueError(
+                    f"block {b!r} is clamped but no value was given: pass values={{{b!r}: ...}}"
+                )
             else:
-                state[b] = model.units[b].random(num_chains, self.generator, device=model.device,
-                                                 dtype=model.dtype)
+                state[b] = model.units[b].random(
+                    num_chains, self.generator, device=model.device, dtype=model.dtype
+                )
         return state
 
     def _expand(self, block: str, x, num_chains: int) -> State:
@@ -80,7 +91,9 @@ class BlockGibbs:
             x = x.unsqueeze(0).expand(num_chains, *units.shape)
         x = units.validate(x, block)
         if x.shape[0] != num_chains:
-            raise ValueError(f"block {block!r}: values for {x.shape[0]} chains, expected {num_chains}")
+            raise ValueError(
+                f"block {block!r}: values for {x.shape[0]} chains, expected {num_chains}"
+            )
         return x.to(device=self.model.device, dtype=self.model.dtype).contiguous()
 
     def step(self, state: State) -> State:
@@ -93,14 +106,20 @@ class BlockGibbs:
             state.update(new)
         return state
 
-    def run(self, state: State, num_sweeps: int, observers: Iterable[Observer] | None = None,
-            progress: bool = False) -> State:
+    def run(
+        self,
+        state: State,
+        num_sweeps: int,
+        observers: Iterable[Observer] | None = None,
+        progress: bool = False,
+    ) -> State:
         """Apply ``num_sweeps`` sweeps, calling each observer as ``observer(state, sweep)`` after
         every sweep (observers accumulate statistics instead of storing samples)."""
         observers = list(observers or [])
         self.model.check_state(state)
-        for sweep in tqdm(range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress,
-                          leave=False):
+        for sweep in tqdm(
+            range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress, leave=False
+        ):
             state = self.step(state)
             for obs in observers:
                 obs(state, sweep)

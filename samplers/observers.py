@@ -14,8 +14,9 @@ class RunningMean:
     """Running mean of ``fn(state)`` (default: the block's values) over sweeps, per chain and unit,
     accumulated in float64. ``mean`` averages over sweeps; ``mean.mean(0)`` over chains too."""
 
-    def __init__(self, block: str | None = None, fn: Callable[[dict], Tensor] | None = None,
-                 burn_in: int = 0):
+    def __init__(
+        self, block: str | None = None, fn: Callable[[dict], Tensor] | None = None, burn_in: int = 0
+    ):
         if (block is None) == (fn is None):
             raise ValueError("give exactly one of block or fn")
         self.fn = fn or (lambda s: s[block])

@@ -45,7 +45,8 @@ def brute_log_z(model) -> float:
 def random_rbm(n_visible, n_hidden, scale, seed, bias_scale=1.0):
     g = torch.Generator().manual_seed(seed)
     return ebm.models.rbm(
-        n_visible, n_hidden,
+        n_visible,
+        n_hidden,
         weight=scale * torch.randn(n_visible, n_hidden, generator=g),
         visible_bias=bias_scale * torch.randn(n_visible, generator=g),
         hidden_bias=bias_scale * torch.randn(n_hidden, generator=g),

@@ -17,8 +17,13 @@ def test_ais_within_three_standard_errors_of_exact(seed, scale):
     own standard errors, and its standard error is not vacuous."""
     model = random_rbm(15, 10, scale=scale, seed=seed)
     exact = estimators.exact_log_z(model).value
-    est = estimators.ais(model, num_chains=200, betas=SCHEDULE,
-                         generator=torch.Generator().manual_seed(seed), progress=False)
+    est = estimators.ais(
+        model,
+        num_chains=200,
+        betas=SCHEDULE,
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
     assert est.stderr < 0.5
     assert abs(est.value - exact) < 3 * est.stderr, (est, exact)
     assert est.log_weights.dtype == torch.float64 and est.log_weights.shape == (200,)
@@ -30,8 +35,14 @@ def test_ais_with_base_rate_start():
     model = random_rbm(9, 6, scale=1.5, seed=5)
     base = ebm.base_rate(model, data)
     exact = estimators.exact_log_z(model).value
-    est = estimators.ais(model, num_chains=200, betas=SCHEDULE, base=base,
-                         generator=torch.Generator().manual_seed(0), progress=False)
+    est = estimators.ais(
+        model,
+        num_chains=200,
+        betas=SCHEDULE,
+        base=base,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     assert abs(est.value - exact) < 3 * est.stderr
     assert est.extras["log_z_base"] == pytest.approx(base.log_z() + 6 * math.log(2))
 
@@ -43,14 +54,24 @@ def test_base_rate_model_formula():
     a = 5.0  # one batch
     p = (torch.tensor([3.0, 2.0, 0.0]) + a) / (4 + a)
     torch.testing.assert_close(base.natural["v"], torch.log(p / (1 - p)))
-    assert base.log_z() == pytest.approx(float(torch.nn.functional.softplus(torch.log(p / (1 - p))).sum()))
+    assert base.log_z() == pytest.approx(
+        float(torch.nn.functional.softplus(torch.log(p / (1 - p))).sum())
+    )
 
 
 def test_ais_is_reproducible_and_seed_dependent():
     model = random_rbm(8, 5, scale=1.0, seed=0)
     betas = estimators.schedules.linear(200)
-    runs = [estimators.ais(model, num_chains=20, betas=betas, progress=False,
-                           generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2)]
+    runs = [
+        estimators.ais(
+            model,
+            num_chains=20,
+            betas=betas,
+            progress=False,
+            generator=torch.Generator().manual_seed(s),
+        )
+        for s in (1, 1, 2)
+    ]
     assert torch.equal(runs[0].log_weights, runs[1].log_weights)
     assert not torch.equal(runs[0].log_weights, runs[2].log_weights)
 
@@ -66,8 +87,13 @@ def test_log_mean_exp_delta_method():
 
 def test_estimate_prints_one_line():
     model = random_rbm(6, 4, scale=1.0, seed=0)
-    est = estimators.ais(model, num_chains=10, betas=estimators.schedules.linear(50), progress=False,
-                         generator=torch.Generator().manual_seed(0))
+    est = estimators.ais(
+        model,
+        num_chains=10,
+        betas=estimators.schedules.linear(50),
+        progress=False,
+        generator=torch.Generator().manual_seed(0),
+    )
     line = str(est)
     assert "\n" not in line and line.startswith("log Z = ") and "±" in line
     assert "AIS, 10 chains x 50 betas" in line and "ESS" in line and "95% CI" in line

@@ -22,7 +22,11 @@ class Bilinear(Factor):
 
 def _pair(seed=0):
     g = torch.Generator().manual_seed(seed)
-    w, b, c = torch.randn(7, 5, generator=g), torch.randn(7, generator=g), torch.randn(5, generator=g)
+    w, b, c = (
+        torch.randn(7, 5, generator=g),
+        torch.randn(7, generator=g),
+        torch.randn(5, generator=g),
+    )
     builtin = ebm.models.rbm(7, 5, weight=w, visible_bias=b, hidden_bias=c)
     graph = ebm.Graph().add_block("v", Bernoulli(7)).add_block("h", Bernoulli(5))
     graph.add_factor(Bilinear("v", "h", w), Bias("v", b), Bias("h", c))
@@ -34,8 +38,12 @@ def test_custom_factor_conditionals_match_dense():
     g = torch.Generator().manual_seed(3)
     v = torch.bernoulli(torch.full((11, 7), 0.5), generator=g)
     h = torch.bernoulli(torch.full((11, 5), 0.5), generator=g)
-    torch.testing.assert_close(custom.natural("h", {"v": v, "h": h}), builtin.natural("h", {"v": v, "h": h}))
-    torch.testing.assert_close(custom.natural("v", {"v": v, "h": h}), builtin.natural("v", {"v": v, "h": h}))
+    torch.testing.assert_close(
+        custom.natural("h", {"v": v, "h": h}), builtin.natural("h", {"v": v, "h": h})
+    )
+    torch.testing.assert_close(
+        custom.natural("v", {"v": v, "h": h}), builtin.natural("v", {"v": v, "h": h})
+    )
     pc, pb = custom.conditional("h", {"v": v}), builtin.conditional("h", {"v": v})
     torch.testing.assert_close(pc.mean, pb.mean)
     torch.testing.assert_close(custom.energy({"v": v, "h": h}), builtin.energy({"v": v, "h": h}))

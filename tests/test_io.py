@@ -10,7 +10,9 @@ def test_rbm_round_trip_is_exact(tmp_path):
     model = random_rbm(6, 4, scale=1.0, seed=0)
     path = model.save(tmp_path / "rbm.safetensors")
     loaded = ebm.load(path)
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (k, a), (k2, b) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert k == k2 and torch.equal(a, b)
     state = {"v": torch.ones(3, 6), "h": torch.zeros(3, 4)}
     assert torch.equal(model.energy(state), loaded.energy(state))

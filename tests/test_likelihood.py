@@ -27,8 +27,9 @@ def test_log_likelihood_against_exact_probabilities():
 def test_uncertainty_includes_log_z_error():
     data = torch.tensor([[1.0, 0, 0, 1], [0, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
     model = random_rbm(4, 3, scale=1.0, seed=1)
-    noisy = estimators.Estimate(value=estimators.exact_log_z(model).value, kind="point",
-                                method="AIS", stderr=0.3)
+    noisy = estimators.Estimate(
+        value=estimators.exact_log_z(model).value, kind="point", method="AIS", stderr=0.3
+    )
     exact = estimators.log_likelihood(model, data, estimators.exact_log_z(model))
     combined = estimators.log_likelihood(model, data, noisy)
     assert combined.stderr == pytest.approx(math.sqrt(exact.stderr**2 + 0.3**2))

@@ -120,17 +120,29 @@ def test_given_parameters_must_be_finite_and_named():
 
 def test_rbm_energy_and_free_energy_formulas():
     g = torch.Generator().manual_seed(0)
-    w, b, c = torch.randn(4, 3, generator=g), torch.randn(4, generator=g), torch.randn(3, generator=g)
+    w, b, c = (
+        torch.randn(4, 3, generator=g),
+        torch.randn(4, generator=g),
+        torch.randn(3, generator=g),
+    )
     model = ebm.models.rbm(4, 3, weight=w, visible_bias=b, hidden_bias=c)
     v, h = torch.tensor([[1.0, 0, 1, 1]]), torch.tensor([[0.0, 1, 1]])
-    torch.testing.assert_close(model.energy({"v": v, "h": h}), -(v @ b) - (h @ c) - ((v @ w) * h).sum(-1))
+    torch.testing.assert_close(
+        model.energy({"v": v, "h": h}), -(v @ b) - (h @ c) - ((v @ w) * h).sum(-1)
+    )
     expected = -(v @ b) - torch.nn.functional.softplus(c + v @ w).sum(-1)
     torch.testing.assert_close(model.free_energy({"v": v}), expected)
 
 
 def test_gaussian_rbm_conditionals():
-    model = ebm.models.gaussian_rbm(3, 2, weight=torch.ones(3, 2), visible_bias=[0.5, 0.0, -0.5],
-                                    scale=[1.0, 2.0, 0.5], hidden_bias=[0.1, -0.1])
+    model = ebm.models.gaussian_rbm(
+        3,
+        2,
+        weight=torch.ones(3, 2),
+        visible_bias=[0.5, 0.0, -0.5],
+        scale=[1.0, 2.0, 0.5],
+        hidden_bias=[0.1, -0.1],
+    )
     h = torch.tensor([[1.0, 0.0]])
     p = model.conditional("v", {"h": h})
     s = torch.tensor([1.0, 2.0, 0.5])
@@ -144,7 +156,9 @@ def test_gaussian_rbm_conditionals():
 def test_dtype_and_state_checks():
     model = ebm.models.rbm(3, 2).to(dtype=torch.float64)
     assert model.dtype == torch.float64
-    out = model.energy({"v": torch.ones(2, 3, dtype=torch.float64), "h": torch.zeros(2, 2, dtype=torch.float64)})
+    out = model.energy(
+        {"v": torch.ones(2, 3, dtype=torch.float64), "h": torch.zeros(2, 2, dtype=torch.float64)}
+    )
     assert out.dtype == torch.float64 and out.shape == (2,)
     with pytest.raises(ValueError, match="lacks block"):
         model.energy({"v": torch.ones(2, 3, dtype=torch.float64)})

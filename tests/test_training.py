@@ -8,8 +8,8 @@ import ebm
 import estimators
 import samplers
 
-UNIFORM = -9 * math.log(2)          # log-likelihood of the uniform distribution on 3x3 images
-BEST = -math.log(14)                # the best possible on 3x3 bars and stripes
+UNIFORM = -9 * math.log(2)  # log-likelihood of the uniform distribution on 3x3 images
+BEST = -math.log(14)  # the best possible on 3x3 bars and stripes
 
 
 def _exact_ll(model, data):
@@ -22,8 +22,17 @@ def test_fit_learns_bars_and_stripes(sampler):
     torch.manual_seed(0)
     model = ebm.models.rbm(9, 8, init_scale=0.1)
     before = _exact_ll(model, data)
-    history = ebm.fit(model, data.repeat(10, 1), sampler, epochs=100, batch_size=14, lr=0.1,
-                      momentum=0.5, generator=torch.Generator().manual_seed(0), progress=False)
+    history = ebm.fit(
+        model,
+        data.repeat(10, 1),
+        sampler,
+        epochs=100,
+        batch_size=14,
+        lr=0.1,
+        momentum=0.5,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
     after = _exact_ll(model, data)
     assert before == pytest.approx(UNIFORM, abs=0.1)
     # most of the way from the uniform distribution to the best possible model
@@ -38,8 +47,16 @@ def test_fixed_seed_reproduces_a_run_exactly():
     for seed in (3, 3, 4):
         torch.manual_seed(0)
         model = ebm.models.rbm(4, 3)
-        ebm.fit(model, data, samplers.PCD(num_chains=10), epochs=5, batch_size=3, lr=0.1,
-                generator=torch.Generator().manual_seed(seed), progress=False)
+        ebm.fit(
+            model,
+            data,
+            samplers.PCD(num_chains=10),
+            epochs=5,
+            batch_size=3,
+            lr=0.1,
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+        )
         params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(params[0], params[1])
     assert not torch.equal(params[0], params[2])
@@ -56,8 +73,16 @@ def test_monitor_records_and_interruption_keeps_history():
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = ebm.fit(model, data, samplers.CD(1), epochs=10, batch_size=6, lr=0.1,
-                          monitor=monitor, progress=False)
+        history = ebm.fit(
+            model,
+            data,
+            samplers.CD(1),
+            epochs=10,
+            batch_size=6,
+            lr=0.1,
+            monitor=monitor,
+            progress=False,
+        )
     assert history.interrupted and len(history) == 2
     assert len(history["ll"]) == 2
     assert any("interrupted" in str(w.message) for w in caught)
@@ -74,8 +99,16 @@ def test_weight_decay_applies_to_weights_only():
         def negative(self, m, batch, generator):
             return dict(batch)
 
-    ebm.fit(model, zero_data, NoGradient(), epochs=1, batch_size=6, lr=0.1, weight_decay=0.5,
-            progress=False)
+    ebm.fit(
+        model,
+        zero_data,
+        NoGradient(),
+        epochs=1,
+        batch_size=6,
+        lr=0.1,
+        weight_decay=0.5,
+        progress=False,
+    )
     torch.testing.assert_close(model.factors["dense_v_h"].weight, torch.full((4, 3), 0.95))
     assert float(model.factors["bias_v"].bias.abs().sum()) == 0.0
     assert data.shape == (6, 4)

@@ -23,7 +23,9 @@ def test_enumeration_is_the_support(units):
     xs = units.states(torch.arange(int(units.num_states)), dtype=torch.float64)
     assert xs.shape == (int(units.num_states), *units.shape)
     assert len({tuple(r.flatten().tolist()) for r in xs}) == int(units.num_states)
-    assert {tuple(r.flatten().tolist()) for r in xs} == {tuple(r.flatten().tolist()) for r in support(units)}
+    assert {tuple(r.flatten().tolist()) for r in xs} == {
+        tuple(r.flatten().tolist()) for r in support(units)
+    }
 
 
 @pytest.mark.parametrize("units", DISCRETE, ids=lambda u: type(u).__name__)
@@ -34,7 +36,11 @@ def test_sample_mean_and_distribution_agree(units):
     draws = units.sample(eta.expand(n, *units.shape).contiguous(), g)
     mean = units.mean(eta)
     # each coordinate's sample mean within 5 standard errors of the exact mean
-    se = (units.mean(eta) - mean**2).clamp_min(0).sqrt() if type(units).__name__ != "Spin" else (1 - mean**2).sqrt()
+    se = (
+        (units.mean(eta) - mean**2).clamp_min(0).sqrt()
+        if type(units).__name__ != "Spin"
+        else (1 - mean**2).sqrt()
+    )
     assert ((draws.mean(0) - mean).abs() <= 5 * se / math.sqrt(n) + 1e-12).all()
     # torch.distributions object gives the same log-probabilities as the exponential family
     d = units.distribution(eta.unsqueeze(0))

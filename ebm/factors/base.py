@@ -54,7 +54,9 @@ class Factor(nn.Module):
             raise ValueError(f"{type(self).__name__}: a factor must touch at least one block")
         for b in blocks:
             if not isinstance(b, str) or not b:
-                raise ValueError(f"{type(self).__name__}: block names must be non-empty strings, got {b!r}")
+                raise ValueError(
+                    f"{type(self).__name__}: block names must be non-empty strings, got {b!r}"
+                )
         self.blocks: tuple[str, ...] = tuple(blocks)
         self.name = name or f"{_snake(type(self).__name__)}_{'_'.join(blocks)}"
         if "." in self.name:

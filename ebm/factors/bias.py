@@ -20,8 +20,11 @@ class Bias(Factor):
 
     def __init__(self, block: str, bias=None, name: str | None = None):
         super().__init__(block, name=name)
-        self._initial = None if bias is None else _finite_param(bias, tuple(torch.as_tensor(bias).shape),
-                                                               f"{self.name}.bias")
+        self._initial = (
+            None
+            if bias is None
+            else _finite_param(bias, tuple(torch.as_tensor(bias).shape), f"{self.name}.bias")
+        )
         self.bias: nn.Parameter | None = None
 
     def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -19,10 +19,15 @@ class Dense(Factor):
     the hot loop of block Gibbs. ``weight`` (optional) gives W; otherwise W ~ N(0, init_scale^2).
     """
 
-    def __init__(self, a: str, b: str, weight=None, init_scale: float = 0.01, name: str | None = None):
+    def __init__(
+        self, a: str, b: str, weight=None, init_scale: float = 0.01, name: str | None = None
+    ):
         super().__init__(a, b, name=name)
-        self._initial = None if weight is None else _finite_param(
-            weight, tuple(torch.as_tensor(weight).shape), f"{self.name}.weight")
+        self._initial = (
+            None
+            if weight is None
+            else _finite_param(weight, tuple(torch.as_tensor(weight).shape), f"{self.name}.weight")
+        )
         self.init_scale = float(init_scale)
         self.weight: nn.Parameter | None = None
         self._shapes: dict[str, tuple[int, ...]] = {}
