@@ -157,12 +157,9 @@ class Graph:
         g = self._nx
         blocks = list(self.units)
         factors = list(self.factors)
-        pos = (
-            nx.bipartite_layout(g, blocks, align="horizontal")
-            if factors
-            else {b: (i, 0.0) for i, b in enumerate(blocks)}
-        )
-        fig, ax = plt.subplots(figsize=(max(4, 1.6 * max(len(blocks), len(factors))), 3.5))
+        pos = self._layout()
+        width = max(len(blocks), len(factors), 2)
+        fig, ax = plt.subplots(figsize=(1.8 * width, 3.5))
         nx.draw_networkx_edges(g, pos, ax=ax, edge_color="#888888")
         nx.draw_networkx_nodes(
             g, pos, nodelist=blocks, node_shape="o", node_size=1800, node_color="#9ecae1", ax=ax
@@ -171,7 +168,8 @@ class Graph:
             nx.draw_networkx_nodes(
                 g, pos, nodelist=factors, node_shape="s", node_size=900, node_color="#fdd0a2", ax=ax
             )
-        labels = {b: f"{b}\n{type(u).__name__}{u.shape}" for b, u in self.units.items()}
+        labels = {b: f"{b}\n{type(u).__name__}\n{'x'.join(map(str, u.shape))}"
+                  for b, u in self.units.items()}
         labels.update({f: type(self.factors[f]).__name__ for f in factors})
         nx.draw_networkx_labels(g, pos, labels=labels, font_size=8, ax=ax)
         ax.set_axis_off()
@@ -180,6 +178,19 @@ class Graph:
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         return path
+
+    def _layout(self) -> dict[str, tuple[float, float]]:
+        """Blocks on a row in insertion order; each factor above the mean of its blocks, spread
+        apart where several share a place."""
+        pos = {b: (float(i), 0.0) for i, b in enumerate(self.units)}
+        spots: dict[float, list[str]] = {}
+        for name, f in self.factors.items():
+            x = sum(pos[b][0] for b in f.blocks) / len(f.blocks)
+            spots.setdefault(round(x, 6), []).append(name)
+        for x, names in spots.items():
+            for j, name in enumerate(names):
+                pos[name] = (x + 0.35 * (j - (len(names) - 1) / 2), 1.0)
+        return pos
 
     def __repr__(self) -> str:
         return f"Graph(blocks={self.blocks}, factors={list(self.factors)})"
