@@ -232,10 +232,12 @@ def _filters_png(model, path: Path) -> Path | None:
     cols = min(n, 8)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2), squeeze=False)
+    limit = float(w.abs().max()) or 1.0
     for j, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if j < n:
-            ax.imshow(w[:, j].reshape(side, side), cmap="RdBu_r")
+            ax.imshow(w[:, j].reshape(side, side), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    fig.suptitle("weights of each hidden unit (red +, blue -)", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

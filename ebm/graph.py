@@ -168,8 +168,10 @@ class Graph:
             nx.draw_networkx_nodes(
                 g, pos, nodelist=factors, node_shape="s", node_size=900, node_color="#fdd0a2", ax=ax
             )
-        labels = {b: f"{b}\n{type(u).__name__}\n{'x'.join(map(str, u.shape))}"
-                  for b, u in self.units.items()}
+        labels = {
+            b: f"{b}\n{type(u).__name__}\n{'x'.join(map(str, u.shape))}"
+            for b, u in self.units.items()
+        }
         labels.update({f: type(self.factors[f]).__name__ for f in factors})
         nx.draw_networkx_labels(g, pos, labels=labels, font_size=8, ax=ax)
         ax.set_axis_off()

@@ -138,7 +138,7 @@ def ais(
                 x.update(new)
             if progress and k % 200 == 0:
                 bar.update(200)
-                bar.set_postfix(log_z=f"{log_z0 + log_mean_exp(log_w)[0]:.4f}")
+                bar.set_postfix(log_z_at_beta=f"{log_z0 + log_mean_exp(log_w)[0]:.4f}")
         bar.close()
     log_w = log_w.cpu()
     lme, stderr, ess = log_mean_exp(log_w)
