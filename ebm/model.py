@@ -49,24 +49,20 @@ class EnergyModel(nn.Module):
         self.blocks: list[str] = graph.blocks
         self.visible: list[str] = graph.visible
         self.schedule: list[list[str]] = graph.schedule()
+        # an empty buffer that .to() moves: device and dtype are defined even with no parameters
+        self.register_buffer("_anchor", torch.empty(0), persistent=False)
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
 
     # --- device and dtype ------------------------------------------------------------------------
-    def _reference(self) -> Tensor:
-        t = next(iter(self.parameters()), None)
-        if t is None:
-            t = next(iter(self.buffers()), None)
-        return t if t is not None else torch.empty(0)
-
     @property
     def device(self) -> torch.device:
-        return self._reference().device
+        return self._anchor.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._reference().dtype
+        return self._anchor.dtype
 
     # --- states ----------------------------------------------------------------------------------
     def check_state(self, state: State, blocks=None) -> int:

@@ -77,7 +77,7 @@ def _random_state(model, blocks, n, seed):
     return out
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(random_graph(), st.integers(0, 1000))
 def test_free_energy_is_minus_log_sum_of_exp_minus_energy(graph_and_sum, seed):
     model, sum_out = graph_and_sum
@@ -151,6 +151,13 @@ def test_gaussian_rbm_conditionals():
     v = torch.tensor([[1.0, 2.0, 3.0]])
     ph = model.conditional("h", {"v": v})
     torch.testing.assert_close(ph.mean, torch.sigmoid(torch.tensor([[0.1, -0.1]]) + (v / s).sum()))
+
+
+def test_model_without_parameters_follows_dtype():
+    g = ebm.Graph().add_block("a", Bernoulli(2)).add_block("b", Spin(1))
+    model = ebm.EnergyModel(g).double()
+    assert model.dtype == torch.float64
+    assert model.free_energy({"a": torch.zeros(1, 2, dtype=torch.float64)}).dtype == torch.float64
 
 
 def test_dtype_and_state_checks():

@@ -110,7 +110,7 @@ def test_weight_decay_applies_to_weights_only():
         progress=False,
     )
     torch.testing.assert_close(model.factors["dense_v_h"].weight, torch.full((4, 3), 0.95))
-    assert float(model.factors["bias_v"].bias.abs().sum()) == 0.0
+    assert float(model.factors["bias_v"].bias.detach().abs().sum()) == 0.0
     assert data.shape == (6, 4)
 
 
