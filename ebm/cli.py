@@ -236,7 +236,7 @@ def _filters_png(model, path: Path) -> Path | None:
     for j, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if j < n:
-            ax.imshow(w[:, j].reshape(side, side), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.imshow(w[:, j].reshape(side, side).numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     fig.suptitle("weights of each hidden unit (red +, blue -)", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
