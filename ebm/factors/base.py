@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ebm.units import _finite_param
+
 __all__ = ["Factor", "natural_from_energy", "FACTOR_TYPES", "register"]
 
 #: registry of factor classes by class name, used when loading a saved model
@@ -79,6 +81,28 @@ class Factor(nn.Module):
         zeroed = dict(stats)
         zeroed[target] = torch.zeros_like(stats[target])
         return self.energy(zeroed)
+
+    def initial(self, value, what: str) -> Tensor | None:
+        """A user-given initial value for parameter ``what``: a finite float tensor, or None."""
+        if value is None:
+            return None
+        t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        return _finite_param(t, tuple(t.shape), f"{self.name}.{what}")
+
+    def make_parameter(
+        self, initial: Tensor | None, shape: tuple[int, ...], what: str, default
+    ) -> nn.Parameter:
+        """``initial`` as a parameter when given (it must have ``shape``), else ``default(shape)``."""
+        shape = tuple(shape)
+        if initial is None:
+            return nn.Parameter(default(shape))
+        if tuple(initial.shape) != shape:
+            where = " x ".join(repr(b) for b in self.blocks)
+            raise ValueError(
+                f"factor {self.name!r}: {what} has shape {tuple(initial.shape)} but "
+                f"block(s) {where} need {shape}"
+            )
+        return nn.Parameter(initial)
 
     def linear_in(self, block: str) -> bool:
         """Whether E_f is linear in the statistic of ``block`` (so it can be summed out exactly)."""

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from ebm.factors.base import Factor, register
-from ebm.units import _finite_param
 
 
 @register
@@ -20,24 +19,11 @@ class Bias(Factor):
 
     def __init__(self, block: str, bias=None, name: str | None = None):
         super().__init__(block, name=name)
-        self._initial = (
-            None
-            if bias is None
-            else _finite_param(bias, tuple(torch.as_tensor(bias).shape), f"{self.name}.bias")
-        )
+        self._initial = self.initial(bias, "bias")
         self.bias: nn.Parameter | None = None
 
     def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        shape = tuple(shapes[self.blocks[0]])
-        if self._initial is not None:
-            if tuple(self._initial.shape) != shape:
-                raise ValueError(
-                    f"factor {self.name!r}: bias has shape {tuple(self._initial.shape)} but block "
-                    f"{self.blocks[0]!r} has shape {shape}"
-                )
-            self.bias = nn.Parameter(self._initial)
-        else:
-            self.bias = nn.Parameter(torch.zeros(shape))
+        self.bias = self.make_parameter(self._initial, shapes[self.blocks[0]], "bias", torch.zeros)
         self._initial = None
 
     def energy(self, stats: dict[str, Tensor]) -> Tensor:

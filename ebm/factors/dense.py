@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from ebm.factors.base import Factor, flat_size, register
-from ebm.units import _finite_param
 
 
 @register
@@ -23,11 +22,7 @@ class Dense(Factor):
         self, a: str, b: str, weight=None, init_scale: float = 0.01, name: str | None = None
     ):
         super().__init__(a, b, name=name)
-        self._initial = (
-            None
-            if weight is None
-            else _finite_param(weight, tuple(torch.as_tensor(weight).shape), f"{self.name}.weight")
-        )
+        self._initial = self.initial(weight, "weight")
         self.init_scale = float(init_scale)
         self.weight: nn.Parameter | None = None
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -36,15 +31,9 @@ class Dense(Factor):
         a, b = self.blocks
         self._shapes = {a: tuple(shapes[a]), b: tuple(shapes[b])}
         want = (flat_size(shapes[a]), flat_size(shapes[b]))
-        if self._initial is not None:
-            if tuple(self._initial.shape) != want:
-                raise ValueError(
-                    f"factor {self.name!r}: weight has shape {tuple(self._initial.shape)} but blocks "
-                    f"{a!r} x {b!r} need {want}"
-                )
-            self.weight = nn.Parameter(self._initial)
-        else:
-            self.weight = nn.Parameter(self.init_scale * torch.randn(want))
+        self.weight = self.make_parameter(
+            self._initial, want, "weight", lambda shape: self.init_scale * torch.randn(shape)
+        )
         self._initial = None
 
     def energy(self, stats: dict[str, Tensor]) -> Tensor:
