@@ -115,7 +115,9 @@ def ais(
         beta_list = betas.tolist()
         for k in range(1, num):
             b_prev, b_now = beta_list[k - 1], beta_list[k]
-            e_rest, eta = model.split_energy({b: x[b] for b in x if b not in sum_out}, sum_out)
+            e_rest, eta = model.split_energy(
+                {b: x[b] for b in x if b not in sum_out}, sum_out, check=False
+            )
             e_rest = e_rest.double()
             eta64 = {u: n.double() for u, n in eta.items()}
             e_base = base.energy(x).double() if base.blocks else 0.0
