@@ -84,7 +84,7 @@ class BlockGibbs:
                 )
         return state
 
-    def _expand(self, block: str, x, num_chains: int) -> State:
+    def _expand(self, block: str, x, num_chains: int) -> Tensor:
         units = self.model.units[block]
         x = torch.as_tensor(x)
         if tuple(x.shape) == units.shape:
