@@ -25,9 +25,9 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     """
     start = time.perf_counter()
     if isinstance(log_z, Estimate):
-        lz, lz_se, lz_kind = log_z.value, log_z.stderr, log_z.kind
+        lz, lz_se, lz_source = log_z.value, log_z.stderr, log_z.method
     else:
-        lz, lz_se, lz_kind = float(log_z), 0.0, "exact"
+        lz, lz_se, lz_source = float(log_z), 0.0, "given"
     if not math.isfinite(lz):
         raise ValueError(f"log Z must be finite, got {lz}")
     state = model.validate_data(data)
@@ -46,7 +46,7 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     return Estimate(
         value=mean,
         kind="point",
-        method=f"log Z {lz_kind}",
+        method=f"log Z: {lz_source}",
         quantity="mean log p(v)",
         stderr=stderr,
         seconds=time.perf_counter() - start,
