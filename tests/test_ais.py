@@ -123,3 +123,52 @@ def test_base_rate_caps_units_that_are_always_on():
     base = ebm.base_rate(model, data, smoothing=5, batch_size=100)
     assert torch.isfinite(base.natural["v"]).all()
     assert float(torch.sigmoid(base.natural["v"][0])) == pytest.approx(7 / 8)
+
+
+def test_interrupted_ais_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from estimators.path import GeometricPath
+
+    model = random_rbm(8, 5, scale=1.5, seed=2)
+    betas = estimators.schedules.linear(300)
+    whole = estimators.ais(
+        model,
+        num_chains=30,
+        betas=betas,
+        progress=False,
+        generator=torch.Generator().manual_seed(5),
+    )
+    original = GeometricPath.transition
+    calls = {"n": 0}
+
+    def interrupting(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 120:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeometricPath, "transition", interrupting)
+    ckpt = tmp_path / "ais.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        estimators.ais(
+            model,
+            num_chains=30,
+            betas=betas,
+            progress=False,
+            checkpoint=ckpt,
+            generator=torch.Generator().manual_seed(5),
+        )
+    assert ckpt.exists()
+    monkeypatch.setattr(GeometricPath, "transition", original)
+    resumed = estimators.ais(
+        model,
+        num_chains=30,
+        betas=betas,
+        progress=False,
+        checkpoint=ckpt,
+        generator=torch.Generator().manual_seed(999),
+    )  # state comes from the file
+    assert resumed.extras["resumed"]
+    torch.testing.assert_close(resumed.log_weights, whole.log_weights, rtol=0, atol=1e-12)
+    other = random_rbm(8, 5, scale=1.5, seed=3)
+    with pytest.raises(ValueError, match="another model"):
+        estimators.ais(other, num_chains=30, betas=betas, progress=False, checkpoint=ckpt)
