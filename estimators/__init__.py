@@ -5,5 +5,15 @@ from estimators.ais import ais
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z
 from estimators.likelihood import log_likelihood
+from estimators.reverse import reverse_ais, sandwich
 
-__all__ = ["Estimate", "ais", "exact_log_z", "log_likelihood", "log_mean_exp", "schedules"]
+__all__ = [
+    "Estimate",
+    "ais",
+    "exact_log_z",
+    "log_likelihood",
+    "log_mean_exp",
+    "reverse_ais",
+    "sandwich",
+    "schedules",
+]

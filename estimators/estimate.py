@@ -68,6 +68,12 @@ class Estimate:
         parts.append(f"{self.seconds:.1f} s")
         if self.kind in ("lower_bound", "upper_bound", "bracket"):
             parts.insert(1, self.kind.replace("_", " "))
+        if self.kind == "bracket" and "lower" in self.extras and "upper" in self.extras:
+            lo, hi = self.extras["lower"], self.extras["upper"]
+            return (
+                f"{self.quantity} in [{lo.value:.4f} ± {lo.stderr:.4f}, {hi.value:.4f} ± "
+                f"{hi.stderr:.4f}] ({', '.join(parts)})"
+            )
         error = "" if self.kind == "exact" else f" ± {self.stderr:.4f}"
         return f"{self.quantity} = {self.value:.4f}{error} ({', '.join(parts)})"
 

@@ -1,0 +1,112 @@
+"""RAISE and the sandwich on enumerable models: each bound lies on its side of the exact value."""
+
+import functools
+import math
+
+import pytest
+import torch
+
+import ebm
+import estimators
+import samplers
+
+
+@functools.cache
+def _trained():
+    """An RBM trained on 3x3 bars and stripes: enumerable, multimodal, not random."""
+    data = ebm.datasets.bars_and_stripes(3)
+    torch.manual_seed(0)
+    model = ebm.models.rbm(9, 8, init_scale=0.1)
+    ebm.fit(
+        model,
+        data.repeat(10, 1),
+        samplers.PCD(num_chains=100),
+        epochs=60,
+        batch_size=14,
+        lr=0.1,
+        momentum=0.5,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    exact = estimators.log_likelihood(model, data, estimators.exact_log_z(model)).value
+    return model, data, exact
+
+
+def test_sandwich_brackets_the_exact_log_likelihood():
+    model, data, exact = _trained()
+    betas = estimators.schedules.salakhutdinov_murray((50, 400, 1000))
+    s = estimators.sandwich(
+        model,
+        data,
+        num_chains=200,
+        reverse_chains=20,
+        betas=betas,
+        base=ebm.base_rate(model, data),
+        generator=torch.Generator().manual_seed(1),
+        progress=False,
+    )
+    lower, upper = s.extras["lower"], s.extras["upper"]
+    assert lower.kind == "lower_bound" and upper.kind == "upper_bound" and s.kind == "bracket"
+    assert lower.value - 3 * lower.stderr <= exact <= upper.value + 3 * upper.stderr
+    assert s.ci[0] <= exact <= s.ci[1]
+    assert upper.value - lower.value < 0.2  # a fine path closes the bracket
+    line = str(s)
+    assert line.startswith("mean log p(v) in [") and "\n" not in line
+
+
+def test_coarse_raise_is_conservative():
+    """With few temperatures RAISE falls well below the exact log-likelihood: the error of a
+    coarse path lands on the lower side, as a lower bound's should."""
+    model, data, exact = _trained()
+    lower = estimators.reverse_ais(
+        model,
+        data,
+        num_chains=50,
+        betas=estimators.schedules.linear(20),
+        generator=torch.Generator().manual_seed(2),
+        progress=False,
+    )
+    assert lower.value + 3 * lower.stderr < exact
+
+
+def test_forward_ais_underestimates_log_z_on_average():
+    """E[log Z-hat] <= log Z (so the AIS log-likelihood is an upper bound in expectation): 2,000
+    independent two-chain estimates on a coarse path average well below the exact log Z."""
+    model, _, _ = _trained()
+    log_z = estimators.exact_log_z(model).value
+    run = estimators.ais(
+        model,
+        num_chains=4000,
+        betas=estimators.schedules.linear(5),
+        generator=torch.Generator().manual_seed(3),
+        progress=False,
+    )
+    pairs = torch.logsumexp(run.log_weights.reshape(-1, 2), 1) - math.log(2)
+    estimates = pairs + run.extras["log_z_base"]
+    se = float(estimates.std() / math.sqrt(len(estimates)))
+    assert float(estimates.mean()) + 3 * se < log_z
+
+
+def test_raise_per_example_against_exact_probabilities():
+    model, data, _ = _trained()
+    logz = estimators.exact_log_z(model)
+    exact = estimators.log_likelihood(model, data, logz).extras["per_example"]
+    est = estimators.reverse_ais(
+        model,
+        data,
+        num_chains=30,
+        betas=estimators.schedules.salakhutdinov_murray((50, 400, 1000)),
+        generator=torch.Generator().manual_seed(4),
+        progress=False,
+    )
+    diff = est.extras["per_example"] - exact
+    assert est.extras["per_example"].shape == (14,)
+    assert float(diff.abs().max()) < 0.15
+
+
+def test_reverse_ais_refuses_bad_input():
+    model, _, _ = _trained()
+    with pytest.raises(ValueError, match=r"block 'v'.*0 or 1"):
+        estimators.reverse_ais(model, torch.full((2, 9), 0.5), progress=False)
+    with pytest.raises(ValueError, match="num_chains"):
+        estimators.reverse_ais(model, torch.zeros(2, 9), num_chains=1, progress=False)
