@@ -144,7 +144,9 @@ class EnergyModel(nn.Module):
 
     def conditional(self, block: str, state: State) -> distributions.Distribution:
         """p(x_block | the other blocks of ``state``) as a torch.distributions object."""
-        return self.units[block].distribution(self.natural(block, self._fill(state, [block])))
+        return self.units[block].distribution(
+            self.natural(block, self.with_placeholders(state, [block]))
+        )
 
     def sample_block(
         self,
@@ -156,7 +158,7 @@ class EnergyModel(nn.Module):
         """Draw x_block ~ p(x_block | rest of ``state``)."""
         return self.units[block].sample(self.natural(block, state, stats), generator)
 
-    def _fill(self, state: State, blocks) -> State:
+    def with_placeholders(self, state: State, blocks) -> State:
         """A copy of ``state`` where the given blocks are zeros when missing (placeholders)."""
         if state:
             ref = next(iter(state.values()))
@@ -194,7 +196,7 @@ class EnergyModel(nn.Module):
         sum_out = list(sum_out)
         if check:
             self.summable(sum_out)
-        full = self._fill(state, sum_out)
+        full = self.with_placeholders(state, sum_out)
         kept = [b for b in full if b not in sum_out]
         if check:
             self.check_state(full)

@@ -2,15 +2,19 @@
 
 from estimators import schedules
 from estimators.ais import ais
+from estimators.bridge import bennett, bridge
 from estimators.estimate import Estimate, log_mean_exp
-from estimators.exact import exact_log_z
+from estimators.exact import exact_log_z, exact_samples
 from estimators.likelihood import log_likelihood
 from estimators.reverse import reverse_ais, sandwich
 
 __all__ = [
     "Estimate",
     "ais",
+    "bennett",
+    "bridge",
     "exact_log_z",
+    "exact_samples",
     "log_likelihood",
     "log_mean_exp",
     "reverse_ais",

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ebm.model import EnergyModel
 from estimators.estimate import Estimate
 
-__all__ = ["exact_log_z", "choose_sum_out", "enumerate_states"]
+__all__ = ["exact_log_z", "exact_samples", "choose_sum_out", "enumerate_states"]
 
 
 def _valid(model: EnergyModel, blocks) -> bool:
@@ -70,6 +70,67 @@ def enumerate_states(model: EnergyModel, blocks: list[str], start: int, stop: in
     return state
 
 
+def _plan(model: EnergyModel, max_states: int, sum_out=None) -> tuple[list[str], list[str], int]:
+    """(S summed out, the blocks to enumerate, their number of joint states), or ValueError."""
+    sum_out = choose_sum_out(model) if sum_out is None else list(sum_out)
+    model.summable(sum_out)
+    rest = [b for b in model.blocks if b not in sum_out]
+    for b in rest:
+        if not model.units[b].discrete:
+            raise ValueError(f"block {b!r} is continuous: it must be summed out, not enumerated")
+    log_size = sum(math.log2(model.units[b].num_states) for b in rest)
+    if log_size > math.log2(max_states) + 1e-9:
+        size = 2.0**log_size
+        raise ValueError(
+            f"exact log Z would enumerate {size:,.0f} states (2^{log_size:.1f}) of blocks "
+            f"{rest} after summing out {sum_out}; the limit is max_states={max_states:,}"
+        )
+    return sum_out, rest, math.prod(int(model.units[b].num_states) for b in rest)
+
+
+def exact_samples(
+    model: EnergyModel,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+    max_states: int = 2**24,
+    chunk_size: int = 2**16,
+) -> dict:
+    """Independent exact draws from p(x) for a model that ``exact_log_z`` can enumerate.
+
+    The enumerated blocks R are drawn from their marginal p(x_R) = exp(-F(x_R)) / Z (computed in
+    float64 in chunks, then a categorical draw), and the summed-out blocks S from their exact
+    conditional p(x_S | x_R). Returns a full state of ``num_samples`` rows in the model's dtype.
+    """
+    sum_out, rest, total = _plan(model, max_states)
+    m = copy.deepcopy(model).to(torch.float64)
+    with torch.no_grad():
+        logits = torch.cat(
+            [
+                -m.free_energy(
+                    enumerate_states(m, rest, lo, min(lo + chunk_size, total), torch.float64),
+                    sum_out=sum_out,
+                )
+                for lo in range(0, total, chunk_size)
+            ]
+        )
+        probs = torch.softmax(logits, 0)
+        index = torch.multinomial(
+            probs.to(model.device), num_samples, replacement=True, generator=generator
+        )
+        state = {}
+        stride = 1
+        for b in rest:
+            n = int(model.units[b].num_states)
+            state[b] = model.units[b].states(
+                (index // stride) % n, device=model.device, dtype=model.dtype
+            )
+            stride *= n
+        filled = model.with_placeholders(state, sum_out)
+        for b in sum_out:  # summable together: conditionally independent given the rest
+            state[b] = model.sample_block(b, filled, generator)
+    return {b: state[b] for b in model.blocks}
+
+
 def exact_log_z(
     model: EnergyModel,
     max_states: int = 2**24,
@@ -86,20 +147,7 @@ def exact_log_z(
     ``max_states`` configurations would have to be enumerated.
     """
     start = time.perf_counter()
-    sum_out = choose_sum_out(model) if sum_out is None else list(sum_out)
-    model.summable(sum_out)
-    rest = [b for b in model.blocks if b not in sum_out]
-    for b in rest:
-        if not model.units[b].discrete:
-            raise ValueError(f"block {b!r} is continuous: it must be summed out, not enumerated")
-    log_size = sum(math.log2(model.units[b].num_states) for b in rest)
-    if log_size > math.log2(max_states) + 1e-9:
-        size = 2.0**log_size
-        raise ValueError(
-            f"exact log Z would enumerate {size:,.0f} states (2^{log_size:.1f}) of blocks "
-            f"{rest} after summing out {sum_out}; the limit is max_states={max_states:,}"
-        )
-    total = math.prod(int(model.units[b].num_states) for b in rest)
+    sum_out, rest, total = _plan(model, max_states, sum_out)
     m = copy.deepcopy(model).to(torch.float64)
     acc = torch.tensor(-math.inf, dtype=torch.float64, device=m.device)
     chunks = range(0, total, chunk_size)

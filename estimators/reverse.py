@@ -17,7 +17,24 @@ from estimators.estimate import Estimate, log_mean_exp
 from estimators.likelihood import log_likelihood
 from estimators.path import GeometricPath
 
-__all__ = ["reverse_ais", "sandwich"]
+__all__ = ["reverse_ais", "reverse_log_weights", "sandwich"]
+
+
+def reverse_log_weights(path: GeometricPath, x: dict, betas: list[float], generator=None):
+    """Anneal chains backwards from x_K = ``x`` (at beta = 1) to beta_0 = 0 with the reversed
+    transitions, returning sum_{j=1}^{K} [log f_{j-1}(x_j) - log f_j(x_j)] in float64.
+
+    When x_K is an exact draw from p_K, E[exp(result)] = Z_0 / Z_K."""
+    t = path.terms(x)
+    log_w = torch.zeros(
+        next(iter(x.values())).shape[0], dtype=torch.float64, device=path.model.device
+    )
+    for j in range(len(betas) - 1, 0, -1):
+        log_w = log_w + path.log_f(betas[j - 1], t) - path.log_f(betas[j], t)
+        if j > 1:
+            x = path.transition(x, betas[j - 1], t, generator, reverse=True)
+            t = path.terms(x)
+    return log_w
 
 
 def reverse_ais(
@@ -70,13 +87,8 @@ def reverse_ais(
             chunk = {b: v[lo : lo + batch_size] for b, v in state.items()}
             m = next(iter(chunk.values())).shape[0]
             x = {b: v.repeat_interleave(num_chains, 0) for b, v in chunk.items()}
-            t = path.terms(x)
-            log_w = path.log_f(beta_list[-1], t) - path.log_z0
-            for j in range(num - 1, 0, -1):
-                log_w = log_w + path.log_f(beta_list[j - 1], t) - path.log_f(beta_list[j], t)
-                if j > 1:
-                    x = path.transition(x, beta_list[j - 1], t, generator, reverse=True)
-                    t = path.terms(x)
+            log_w = path.log_f(1.0, path.terms(x)) - path.log_z0
+            log_w = log_w + reverse_log_weights(path, x, beta_list, generator)
             for row in log_w.cpu().reshape(m, num_chains):
                 value, se, e = log_mean_exp(row)
                 per_example.append(value)
