@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["linear", "salakhutdinov_murray", "check"]
+__all__ = ["linear", "sigmoid", "salakhutdinov_murray", "adaptive", "step_stds", "check"]
 
 
 def linear(num_betas: int) -> Tensor:
@@ -30,6 +30,73 @@ def salakhutdinov_murray(counts: tuple[int, int, int] = (500, 4000, 10000)) -> T
             torch.linspace(0.9, 1.0, c, dtype=f64),
         ]
     )
+
+
+def sigmoid(num_betas: int, delta: float = 4.0) -> Tensor:
+    """The sigmoid schedule of Grosse, Maddison & Salakhutdinov (2013): b_t = sigma(delta (2t/T - 1))
+    rescaled to run from 0 to 1, denser at both ends (``delta`` sets how much)."""
+    if num_betas < 2:
+        raise ValueError(f"a schedule needs at least 2 betas, got {num_betas}")
+    if delta <= 0:
+        raise ValueError(f"delta must be positive, got {delta}")
+    t = torch.linspace(-1.0, 1.0, num_betas, dtype=torch.float64)
+    b = torch.sigmoid(delta * t)
+    out = (b - b[0]) / (b[-1] - b[0])
+    out[0], out[-1] = 0.0, 1.0
+    return out
+
+
+def step_stds(
+    path, betas, num_chains: int = 50, generator: torch.Generator | None = None
+) -> Tensor:
+    """Standard deviation across chains of each AIS log-weight increment
+    log f_k(x_k) - log f_{k-1}(x_k) along ``betas`` (``path`` is an ``estimators.path.GeometricPath``):
+    shape (len(betas) - 1,), float64. A schedule is balanced when these are equal."""
+    betas = check(betas).tolist()
+    out = []
+    with torch.no_grad():
+        x = path.init(num_chains, generator)
+        for k in range(1, len(betas)):
+            t = path.terms(x)
+            out.append(float((path.log_f(betas[k], t) - path.log_f(betas[k - 1], t)).std()))
+            if k < len(betas) - 1:
+                x = path.transition(x, betas[k], t, generator)
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def adaptive(
+    model,
+    num_betas: int,
+    base=None,
+    pilot_betas: int = 1000,
+    pilot_chains: int = 50,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A schedule whose every step contributes the same log-weight variance, from a pilot run.
+
+    A pilot AIS run on ``pilot_betas`` linear betas measures the spread s_k of each increment. A
+    step of size d at beta has variance about d^2 g(beta) with s_k = sqrt(g) (pilot step), so
+    equal variance per step means equal steps of the cumulative length L(beta) = sum_{k: beta_k <=
+    beta} s_k (the thermodynamic length). The ``num_betas`` betas are placed at equal spacing of L
+    (linear interpolation; zero-spread pilot steps are floored at 1e-3 of the largest so that the
+    schedule stays strictly increasing).
+    """
+    from estimators.path import GeometricPath
+
+    if num_betas < 2:
+        raise ValueError(f"a schedule needs at least 2 betas, got {num_betas}")
+    grid = linear(pilot_betas)
+    s = step_stds(GeometricPath(model, base), grid, pilot_chains, generator)
+    s = s.clamp_min(1e-3 * float(s.max()) if float(s.max()) > 0 else 1.0)
+    length = torch.cat([torch.zeros(1, dtype=torch.float64), s.cumsum(0)])
+    length = length / length[-1]
+    targets = torch.linspace(0.0, 1.0, num_betas, dtype=torch.float64)
+    idx = torch.searchsorted(length, targets).clamp(1, len(length) - 1)
+    lo, hi = length[idx - 1], length[idx]
+    frac = (targets - lo) / (hi - lo)
+    out = grid[idx - 1] + frac * (grid[idx] - grid[idx - 1])
+    out[0], out[-1] = 0.0, 1.0
+    return out
 
 
 def check(betas) -> Tensor:
