@@ -3,13 +3,16 @@
 from estimators import schedules
 from estimators.ais import ais
 from estimators.bridge import bennett, bridge
+from estimators.calibration import Coverage, ais_coverage
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z, exact_samples
 from estimators.likelihood import log_likelihood
 from estimators.reverse import reverse_ais, sandwich
 
 __all__ = [
+    "Coverage",
     "Estimate",
+    "ais_coverage",
     "ais",
     "bennett",
     "bridge",

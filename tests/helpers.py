@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import torch
 
 import ebm
+import estimators
+import samplers
 
 
 def support(units) -> torch.Tensor:
@@ -51,3 +54,24 @@ def random_rbm(n_visible, n_hidden, scale, seed, bias_scale=1.0):
         visible_bias=bias_scale * torch.randn(n_visible, generator=g),
         hidden_bias=bias_scale * torch.randn(n_hidden, generator=g),
     )
+
+
+@functools.cache
+def trained_bars_rbm():
+    """An RBM trained on 3x3 bars and stripes: enumerable, multimodal, not random."""
+    data = ebm.datasets.bars_and_stripes(3)
+    torch.manual_seed(0)
+    model = ebm.models.rbm(9, 8, init_scale=0.1)
+    ebm.fit(
+        model,
+        data.repeat(10, 1),
+        samplers.PCD(num_chains=100),
+        epochs=60,
+        batch_size=14,
+        lr=0.1,
+        momentum=0.5,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    exact = estimators.log_likelihood(model, data, estimators.exact_log_z(model)).value
+    return model, data, exact

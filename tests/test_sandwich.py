@@ -1,6 +1,5 @@
 """RAISE and the sandwich on enumerable models: each bound lies on its side of the exact value."""
 
-import functools
 import math
 
 import pytest
@@ -8,28 +7,7 @@ import torch
 
 import ebm
 import estimators
-import samplers
-
-
-@functools.cache
-def _trained():
-    """An RBM trained on 3x3 bars and stripes: enumerable, multimodal, not random."""
-    data = ebm.datasets.bars_and_stripes(3)
-    torch.manual_seed(0)
-    model = ebm.models.rbm(9, 8, init_scale=0.1)
-    ebm.fit(
-        model,
-        data.repeat(10, 1),
-        samplers.PCD(num_chains=100),
-        epochs=60,
-        batch_size=14,
-        lr=0.1,
-        momentum=0.5,
-        generator=torch.Generator().manual_seed(0),
-        progress=False,
-    )
-    exact = estimators.log_likelihood(model, data, estimators.exact_log_z(model)).value
-    return model, data, exact
+from tests.helpers import trained_bars_rbm as _trained
 
 
 def test_sandwich_brackets_the_exact_log_likelihood():
