@@ -18,14 +18,20 @@ summed out, ``positive(model, data_state, generator) -> state``.
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
 
 __all__ = ["fit", "History"]
@@ -65,6 +71,7 @@ def fit(
     generator: torch.Generator | None = None,
     progress: bool = True,
     monitor: Callable[[int, EnergyModel], dict] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> History:
     """Train ``model`` on ``data`` by minibatch SGD with momentum on the loss
 
@@ -75,6 +82,9 @@ def fit(
     the batch order and the sampler's draws, so a seed reproduces a run exactly. ``monitor(epoch,
     model)`` may return a dict of figures to record each epoch (e.g. an exact log-likelihood).
     Ctrl-C stops after the current batch; the model keeps what it learned and the history says so.
+    ``checkpoint``: a file written after every epoch and on Ctrl-C (parameters, momentum, the
+    sampler's persistent chains, the generator and the position within the epoch); calling ``fit``
+    again with the same file resumes there and ends where an uninterrupted run would.
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
         raise ValueError("need epochs >= 0, batch_size >= 1 and lr > 0")
@@ -99,57 +109,176 @@ def fit(
         momentum=momentum,
     )
     device = model.device
+    if checkpoint is not None and generator is None:
+        generator = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,))))
     history = History()
-    bar = tqdm(range(1, epochs + 1), desc="fit", unit="epoch", disable=not progress, leave=False)
-    try:
-        for epoch in bar:
-            start = time.perf_counter()
-            order = torch.randperm(
-                n_data,
-                generator=generator,
-                device=device if generator is None else generator.device,
-            ).to(device)
-            gaps, free = [], []
-            for i in range(0, n_data, batch_size):
-                idx = order[i : i + batch_size]
-                batch = {b: x[idx] for b, x in data.items()}
-                with torch.no_grad():
-                    neg = sampler.negative(model, batch, generator)
-                    pos = batch if summable else sampler.positive(model, batch, generator)
-                if summable:
-                    f_pos = model.free_energy(pos)
-                    f_neg = model.free_energy({b: neg[b] for b in model.visible})
-                else:
-                    f_pos, f_neg = model.energy(pos), model.energy(neg)
-                loss = f_pos.mean() - f_neg.mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                gaps.append(loss.item())
-                free.append(f_pos.mean().item())
-            record = {
-                "epoch": epoch,
-                "free_energy": sum(free) / len(free),
-                "free_energy_gap": sum(gaps) / len(gaps),
-                "seconds": time.perf_counter() - start,
-            }
-            if monitor is not None:
-                record.update(monitor(epoch, model) or {})
-            history.records.append(record)
-            bar.set_postfix(
-                {
-                    k: f"{v:.4g}"
-                    for k, v in record.items()
-                    if k not in ("epoch", "seconds") and isinstance(v, float)
+    position = _Position()
+    if checkpoint is not None and Path(checkpoint).exists():
+        position = _load(checkpoint, model, optimizer, sampler, generator, history, n_data)
+    bar = tqdm(
+        range(position.epoch, epochs + 1),
+        desc="fit",
+        unit="epoch",
+        disable=not progress,
+        leave=False,
+    )
+    with _deferred_interrupt() as interrupt:
+        try:
+            for epoch in bar:
+                if position.order is None:
+                    position = _Position(
+                        epoch=epoch,
+                        order=torch.randperm(
+                            n_data,
+                            generator=generator,
+                            device=device if generator is None else generator.device,
+                        ).to(device),
+                    )
+                start = time.perf_counter()
+                while position.index < n_data and not interrupt.requested:
+                    idx = position.order[position.index : position.index + batch_size]
+                    batch = {b: x[idx] for b, x in data.items()}
+                    with torch.no_grad():
+                        neg = sampler.negative(model, batch, generator)
+                        pos = batch if summable else sampler.positive(model, batch, generator)
+                    if summable:
+                        f_pos = model.free_energy(pos)
+                        f_neg = model.free_energy({b: neg[b] for b in model.visible})
+                    else:
+                        f_pos, f_neg = model.energy(pos), model.energy(neg)
+                    loss = f_pos.mean() - f_neg.mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    position.gaps.append(loss.item())
+                    position.free.append(f_pos.mean().item())
+                    position.index += batch_size
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+                record = {
+                    "epoch": epoch,
+                    "free_energy": sum(position.free) / len(position.free),
+                    "free_energy_gap": sum(position.gaps) / len(position.gaps),
+                    "seconds": position.seconds + time.perf_counter() - start,
                 }
+                if monitor is not None:
+                    record.update(monitor(epoch, model) or {})
+                history.records.append(record)
+                position = _Position(epoch=epoch + 1)
+                if checkpoint is not None:
+                    _save(checkpoint, model, optimizer, sampler, generator, history, position)
+                bar.set_postfix(
+                    {
+                        k: f"{v:.4g}"
+                        for k, v in record.items()
+                        if k not in ("epoch", "seconds") and isinstance(v, float)
+                    }
+                )
+        except KeyboardInterrupt:
+            history.interrupted = True
+            where = f"epoch {position.epoch}, example {position.index} of {n_data}"
+            if checkpoint is not None:
+                _save(checkpoint, model, optimizer, sampler, generator, history, position)
+                where += f"; saved to {checkpoint}: call fit again with the same file to resume"
+            warnings.warn(
+                f"training interrupted at {where}; the model keeps its current parameters",
+                stacklevel=2,
             )
-    except KeyboardInterrupt:
-        history.interrupted = True
-        warnings.warn(
-            f"training interrupted after {len(history)} complete epoch(s); the model keeps "
-            f"its current parameters",
-            stacklevel=2,
-        )
-    finally:
-        bar.close()
+        finally:
+            bar.close()
     return history
+
+
+@dataclass
+class _Position:
+    """Where a run is: the epoch, its example order, how far through it, and the epoch's sums."""
+
+    epoch: int = 1
+    order: torch.Tensor | None = None
+    index: int = 0
+    gaps: list[float] = field(default_factory=list)
+    free: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _Interrupt:
+    requested = False
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Turn Ctrl-C into a flag that the loop checks after each batch, so that a run always stops
+    in a consistent state (only possible in the main thread; elsewhere Ctrl-C raises as usual)."""
+    flag = _Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _save(path, model, optimizer, sampler, generator, history, position: _Position) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, state in optimizer.state_dict()["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{i}.{k}"] = v
+    if hasattr(sampler, "state_dict"):
+        tensors.update({f"sampler.{k}": v for k, v in sampler.state_dict().items()})
+    tensors["rng"] = generator.get_state()
+    if position.order is not None:
+        tensors["order"] = position.order
+    meta = {
+        "kind": "fit",
+        "epoch": position.epoch,
+        "index": position.index,
+        "gaps": position.gaps,
+        "free": position.free,
+        "records": history.records,
+        "spec": json.dumps(model.spec()),
+    }
+    save_checkpoint(path, tensors, meta)
+
+
+def _load(path, model, optimizer, sampler, generator, history, n_data) -> _Position:
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != "fit" or meta.get("spec") != json.dumps(model.spec()):
+        raise ValueError(
+            f"{path} is not a training checkpoint of this model; delete it or pass another file"
+        )
+    if "order" in tensors and tensors["order"].numel() != n_data:
+        raise ValueError(
+            f"{path} was made with {tensors['order'].numel()} training examples, not {n_data}"
+        )
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = optimizer.state_dict()
+    params = {i for g in state["param_groups"] for i in g["params"]}
+    for i in params:
+        prefix = f"optim.{i}."
+        found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if found:
+            state["state"][i] = found
+    optimizer.load_state_dict(state)
+    if hasattr(sampler, "load_state_dict"):
+        sampler.load_state_dict(
+            {k[8:]: v for k, v in tensors.items() if k.startswith("sampler.")}, model
+        )
+    generator.set_state(tensors["rng"])
+    history.records = list(meta["records"])
+    order = tensors.get("order")
+    return _Position(
+        epoch=meta["epoch"],
+        order=None if order is None else order.to(model.device),
+        index=meta["index"],
+        gaps=list(meta["gaps"]),
+        free=list(meta["free"]),
+    )

@@ -9,9 +9,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ebm.base import FactorizedBase
+from ebm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
 from estimators import schedules
-from estimators.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.path import GeometricPath
 

@@ -61,6 +61,19 @@ class PCD:
     def reset(self) -> None:
         self.state, self._model = None, None
 
+    def state_dict(self) -> dict:
+        """The persistent chains (for checkpoints)."""
+        return {} if self.state is None else {f"chains.{b}": x for b, x in self.state.items()}
+
+    def load_state_dict(self, tensors: dict, model: EnergyModel) -> None:
+        """Restore chains saved by ``state_dict`` for ``model``."""
+        chains = {k[7:]: v for k, v in tensors.items() if k.startswith("chains.")}
+        if chains:
+            self.state = {
+                b: x.to(device=model.device, dtype=model.dtype) for b, x in chains.items()
+            }
+            self._model = model
+
     def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
         return _complete(model, data, generator)
 

@@ -1,4 +1,6 @@
 import math
+import os
+import signal
 import warnings
 
 import pytest
@@ -122,3 +124,91 @@ def test_fit_validates_data():
         ebm.fit(model, torch.zeros(5, 3), samplers.CD(1), epochs=1, progress=False)
     with pytest.raises(ValueError, match="k must be"):
         samplers.CD(0)
+
+
+class _SigintAfter:
+    """A PCD sampler that sends this process SIGINT (Ctrl-C) during its n-th negative phase."""
+
+    def __init__(self, n):
+        self.inner, self.n, self.calls = samplers.PCD(num_chains=20), n, 0
+
+    def negative(self, model, batch, generator):
+        self.calls += 1
+        if self.calls == self.n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.inner.negative(model, batch, generator)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, tensors, model):
+        self.inner.load_state_dict(tensors, model)
+
+
+def _run(checkpoint=None, sampler=None, monitor=None):
+    data = ebm.datasets.bars_and_stripes(3)
+    torch.manual_seed(0)
+    model = ebm.models.rbm(9, 6, init_scale=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = ebm.fit(
+            model,
+            data.repeat(3, 1),
+            sampler or samplers.PCD(num_chains=20),
+            epochs=6,
+            batch_size=10,
+            lr=0.1,
+            momentum=0.5,
+            progress=False,
+            generator=torch.Generator().manual_seed(11),
+            checkpoint=checkpoint,
+            monitor=monitor,
+        )
+    return model, history
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_ctrl_c_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
+    reference, ref_history = _run()
+    ckpt = tmp_path / "fit.safetensors"
+    # 42 examples in batches of 10: 5 batches an epoch; Ctrl-C during the 13th batch (epoch 3)
+    model, history = _run(ckpt, sampler=_SigintAfter(13))
+    assert history.interrupted and len(history) == 2 and ckpt.exists()
+    assert not torch.equal(_params(model), _params(reference))
+    resumed, history = _run(ckpt)  # a fresh process would do the same: everything is in the file
+    assert not history.interrupted and len(history) == 6
+    assert torch.equal(_params(resumed), _params(reference))
+    assert history["free_energy"] == pytest.approx(ref_history["free_energy"])
+
+
+def test_interrupt_between_epochs_then_resume(tmp_path):
+    reference, _ = _run()
+    ckpt = tmp_path / "fit.safetensors"
+
+    def stop_at_4(epoch, model):
+        if epoch == 4:
+            raise KeyboardInterrupt
+        return {}
+
+    _, history = _run(ckpt, monitor=stop_at_4)
+    assert history.interrupted and len(history) == 3
+    resumed, history = _run(ckpt)
+    assert len(history) == 6 and torch.equal(_params(resumed), _params(reference))
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    ckpt = tmp_path / "fit.safetensors"
+    _run(ckpt)
+    other = ebm.models.rbm(9, 7)
+    with pytest.raises(ValueError, match="not a training checkpoint of this model"):
+        ebm.fit(
+            other,
+            ebm.datasets.bars_and_stripes(3),
+            samplers.CD(1),
+            epochs=1,
+            checkpoint=ckpt,
+            progress=False,
+        )
