@@ -12,6 +12,7 @@ from ebm.base import FactorizedBase
 from ebm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
 from estimators import schedules
+from estimators.distributed import run_shards, shard_seeds, split
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.path import GeometricPath
 
@@ -30,6 +31,7 @@ def ais(
     progress: bool = True,
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 60.0,
+    workers: int = 1,
 ) -> Estimate:
     """Estimate log Z by annealed importance sampling along the geometric path
 
@@ -52,6 +54,10 @@ def ais(
     ``checkpoint``: a file that the run saves to every ``checkpoint_every`` seconds and when
     interrupted (Ctrl-C); calling ``ais`` again with the same file resumes where it stopped, with
     the generator's state, so the result is the one an uninterrupted run gives.
+
+    ``workers > 1`` splits the chains over that many Ray tasks (one GPU each where there are
+    GPUs; a local Ray instance is started if none runs) and concatenates their log-weights: the
+    same estimator as one run, with one seed per shard drawn from ``generator``.
     """
     start = time.perf_counter()
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
@@ -60,6 +66,17 @@ def ais(
         )
     betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
     path = GeometricPath(model, base, sum_out)
+    if workers > 1:
+        if checkpoint is not None:
+            raise ValueError(
+                "checkpoint is for single-process runs; with workers > 1 each shard is short"
+            )
+        counts = split(num_chains, min(workers, num_chains // 2))
+        shards = [{"num_chains": c, "betas": betas, "sum_out": path.sum_out} for c in counts]
+        log_w = torch.cat(
+            run_shards("ais", model, base, shards, shard_seeds(generator, len(counts)))
+        )
+        return _estimate(log_w, path, betas.numel(), start, resumed=False, shards=len(counts))
     if checkpoint is not None and generator is None:
         generator = torch.Generator(device=model.device).manual_seed(
             int(torch.randint(2**62, (1,)))
@@ -113,7 +130,11 @@ def ais(
             bar.close()
         if checkpoint:
             _save(checkpoint, key, x, log_w, num, generator.get_state())
-    log_w = log_w.cpu()
+    return _estimate(log_w.cpu(), path, num, start, resumed=resumed, shards=1)
+
+
+def _estimate(log_w, path: GeometricPath, num_betas: int, start: float, **extras) -> Estimate:
+    """The AIS record from float64 log-weights: log Z_0 + log mean w, delta-method error, ESS."""
     lme, stderr, ess = log_mean_exp(log_w)
     return Estimate(
         value=path.log_z0 + lme,
@@ -122,13 +143,13 @@ def ais(
         stderr=stderr,
         ess=ess,
         log_weights=log_w,
-        num_chains=num_chains,
-        num_betas=num,
+        num_chains=log_w.numel(),
+        num_betas=num_betas,
         seconds=time.perf_counter() - start,
         extras={
             "log_z_base": path.log_z0,
             "summed_out": path.sum_out,
-            "resumed": resumed,
+            **extras,
             "note": "E[log Z-hat] <= log Z: a stochastic lower bound",
         },
     )
