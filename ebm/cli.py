@@ -27,6 +27,8 @@ console = Console()
 class Method(str, Enum):
     exact = "exact"
     ais = "ais"
+    bridge = "bridge"
+    sandwich = "sandwich"
 
 
 class SamplerName(str, Enum):
@@ -134,20 +136,46 @@ def estimate(
     base: BaseName = typer.Option(BaseName.base_rate, help="AIS base distribution"),
     binarize: str = typer.Option("threshold"),
     seed: int = typer.Option(0),
+    examples: int = typer.Option(100, min=1, help="test examples for the sandwich"),
+    workers: int = typer.Option(1, min=1, help="Ray tasks to shard AIS/RAISE over"),
 ):
-    """Print log Z (with its error) and the test log-likelihood of a saved model."""
+    """Print log Z (with its error) and the test log-likelihood of a saved model.
+
+    exact: enumeration; ais: forward AIS; bridge: forward and reverse AIS combined (exact reverse
+    starts, so enumerable models only); sandwich: the test log-likelihood between RAISE (lower)
+    and AIS (upper) on the first --examples test images."""
     model = ebm.load(model_path)
     train_data, test = load_data(data, binarize, seed)
+    gen = torch.Generator().manual_seed(seed)
+    base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
     if method == Method.exact:
         logz = estimators.exact_log_z(model)
+    elif method == Method.bridge:
+        logz = estimators.bridge(
+            model, num_chains=chains, betas=_schedule(betas), base=base_dist, generator=gen
+        )
+    elif method == Method.sandwich:
+        result = estimators.sandwich(
+            model,
+            test,
+            num_chains=chains,
+            betas=_schedule(betas),
+            base=base_dist,
+            generator=gen,
+            num_examples=examples,
+            workers=workers,
+        )
+        console.print(str(result.extras["upper"].extras["log_z"]))
+        console.print(str(result))
+        return
     else:
-        base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
         logz = estimators.ais(
             model,
             num_chains=chains,
             betas=_schedule(betas),
             base=base_dist,
-            generator=torch.Generator().manual_seed(seed),
+            generator=gen,
+            workers=workers,
         )
     console.print(str(logz))
     console.print(str(estimators.log_likelihood(model, test, logz)))

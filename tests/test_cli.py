@@ -55,6 +55,26 @@ def test_train_then_estimate(tmp_path):
     )
     assert ais.exit_code == 0, ais.output
     assert "AIS, 20 chains x 300 betas" in ais.output and "±" in ais.output
+    for method, marker in (("bridge", "BAR"), ("sandwich", "mean log p(v) in [")):
+        result = runner.invoke(
+            app,
+            [
+                "estimate",
+                str(out),
+                "--data",
+                "bars-and-stripes:3",
+                "--method",
+                method,
+                "--betas",
+                "200",
+                "--chains",
+                "20",
+                "--examples",
+                "5",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert marker in result.output
 
 
 def test_bad_data_spec_fails_cleanly(tmp_path):
