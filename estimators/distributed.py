@@ -55,7 +55,9 @@ def _shard(kind: str, spec, tensors, base_natural, kwargs: dict, seed: int) -> t
     data = kwargs.pop("data").to(device)
     est = reverse_ais(model, data, base=base, generator=gen, progress=False, **kwargs)
     extras = est.extras
-    return torch.stack([extras["per_example"], extras["per_example_stderr"], extras["per_example_ess"]])
+    return torch.stack(
+        [extras["per_example"], extras["per_example_stderr"], extras["per_example_ess"]]
+    )
 
 
 def run_shards(
