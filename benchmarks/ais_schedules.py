@@ -23,12 +23,6 @@ import estimators
 from estimators import schedules
 
 
-def sm_shape(n: int) -> torch.Tensor:
-    """The Salakhutdinov-Murray schedule (500 : 4,000 : 10,000) scaled to n betas."""
-    a, b = max(1, round(n * 500 / 14500)), max(1, round(n * 4000 / 14500))
-    return schedules.salakhutdinov_murray((a, b, max(1, n - a - b)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--betas", type=int, nargs="+", default=[30, 100, 300, 1000])
@@ -49,7 +43,7 @@ def main() -> None:
             candidates = {
                 "linear": schedules.linear(n),
                 "sigmoid": schedules.sigmoid(n),
-                "sm-shape": sm_shape(n),
+                "sm-shape": schedules.salakhutdinov_murray_scaled(n),
                 "adaptive": schedules.adaptive(
                     model, n, base=base, generator=torch.Generator().manual_seed(1)
                 ),

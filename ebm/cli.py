@@ -182,12 +182,8 @@ def estimate(
 
 
 def _schedule(num: int) -> torch.Tensor:
-    """The Salakhutdinov-Murray schedule shape (500 : 4,000 : 10,000) with ``num`` betas in all."""
-    if num == 14500:
-        return estimators.schedules.salakhutdinov_murray()
-    a = max(1, round(num * 500 / 14500))
-    b = max(1, round(num * 4000 / 14500))
-    return estimators.schedules.salakhutdinov_murray((a, b, max(1, num - a - b)))
+    """The Salakhutdinov-Murray schedule shape with ``num`` betas in all."""
+    return estimators.schedules.salakhutdinov_murray_scaled(num)
 
 
 @app.command()

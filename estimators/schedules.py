@@ -5,7 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["linear", "sigmoid", "salakhutdinov_murray", "adaptive", "step_stds", "check"]
+__all__ = [
+    "linear",
+    "sigmoid",
+    "salakhutdinov_murray",
+    "salakhutdinov_murray_scaled",
+    "adaptive",
+    "step_stds",
+    "check",
+]
 
 
 def linear(num_betas: int) -> Tensor:
@@ -30,6 +38,16 @@ def salakhutdinov_murray(counts: tuple[int, int, int] = (500, 4000, 10000)) -> T
             torch.linspace(0.9, 1.0, c, dtype=f64),
         ]
     )
+
+
+def salakhutdinov_murray_scaled(num_betas: int) -> Tensor:
+    """The Salakhutdinov & Murray shape (500 : 4,000 : 10,000 betas in [0, .5), [.5, .9), [.9, 1])
+    with ``num_betas`` betas in all (the published schedule when num_betas = 14,500)."""
+    if num_betas < 3:
+        raise ValueError(f"the three-segment schedule needs at least 3 betas, got {num_betas}")
+    a = max(1, round(num_betas * 500 / 14500))
+    b = max(1, round(num_betas * 4000 / 14500))
+    return salakhutdinov_murray((a, b, max(1, num_betas - a - b)))
 
 
 def sigmoid(num_betas: int, delta: float = 4.0) -> Tensor:
