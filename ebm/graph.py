@@ -33,11 +33,24 @@ class Graph:
         self.units: dict[str, Units] = {}
         self.factors: dict[str, Factor] = {}
         self._visible: list[str] = []
+        self._frozen = False
+
+    def freeze(self) -> None:
+        """Called when a model is compiled from this graph: later changes would not reach it."""
+        self._frozen = True
+
+    def _check_open(self) -> None:
+        if self._frozen:
+            raise ValueError(
+                "this graph was compiled into an EnergyModel and can no longer change; "
+                "build a new Graph"
+            )
 
     # --- building --------------------------------------------------------------------------------
     def add_block(self, name: str, units: Units, visible: bool = False) -> Graph:
         """Add a block of units. ``visible=True`` marks it as observed data (default: the first
         block added is the visible one when none is marked)."""
+        self._check_open()
         if not isinstance(name, str) or not name or "." in name:
             raise ValueError(f"block name must be a non-empty string without '.', got {name!r}")
         if not isinstance(units, Units):
@@ -56,6 +69,7 @@ class Graph:
 
     def add_factor(self, *factors: Factor) -> Graph:
         """Add one or more factors; each is bound to the shapes of its blocks and probed once."""
+        self._check_open()
         for factor in factors:
             self._add_factor(factor)
         return self
@@ -82,6 +96,7 @@ class Graph:
         shapes = {b: self.units[b].shape for b in factor.blocks}
         factor.bind(shapes)
         self._probe(factor)
+        factor.nonlinear_blocks = self._nonlinear_blocks(factor)
         self.factors[name] = factor
         self._nx.add_node(name, kind="factor", factor=factor)
         for b in factor.blocks:
@@ -103,6 +118,29 @@ class Graph:
             raise ValueError(
                 f"factor {factor.name!r}: energy must return shape (batch,), got {got}"
             )
+
+    def _nonlinear_blocks(self, factor: Factor, num: int = 8) -> frozenset[str]:
+        """The blocks for which E_f = offset - natural . t does not hold at random states of the
+        units (seeded): summing such a block out, or sampling it from its unit type's family, would
+        be wrong, so the model refuses to. Built-in factors are linear by construction."""
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            stats = {}
+            for b in dict.fromkeys(factor.blocks):
+                units = self.units[b]
+                stats[b] = units.statistic(units.random(num, gen, dtype=torch.get_default_dtype()))
+            e = factor.energy(stats)
+            out = set()
+            for b in stats:
+                if factor.blocks.count(b) != 1:
+                    out.add(b)
+                    continue
+                nat = factor.natural(b, stats)
+                predicted = factor.offset(b, stats) - (nat * stats[b]).flatten(1).sum(-1)
+                scale = 1.0 + float(e.abs().max())
+                if not torch.allclose(e, predicted, rtol=0.0, atol=1e-4 * scale):
+                    out.add(b)
+        return frozenset(out)
 
     # --- views ------------------------------------------------------------------------------------
     @property

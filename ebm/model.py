@@ -43,6 +43,7 @@ class EnergyModel(nn.Module):
         if not isinstance(graph, Graph):
             raise TypeError(f"EnergyModel expects an ebm.Graph, got {type(graph).__name__}")
         graph.check()
+        graph.freeze()
         self.graph = graph
         self.units = nn.ModuleDict(graph.units)
         self.factors = nn.ModuleDict(graph.factors)
@@ -135,6 +136,12 @@ class EnergyModel(nn.Module):
         """
         if block not in self.units:
             raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
+        nonlinear = [n for n in self._touching[block] if not self.factors[n].linear_in(block)]
+        if nonlinear:
+            raise ValueError(
+                f"factor {nonlinear[0]!r} is not linear in block {block!r}: the block's conditional "
+                f"is not of its unit type's family, so it cannot be sampled or summed out this way"
+            )
         stats = self.statistics(state) if stats is None else stats
         ref = next(iter(stats.values()))
         eta = ref.new_zeros((ref.shape[0], *self.units[block].shape))

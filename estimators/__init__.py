@@ -4,6 +4,7 @@ from estimators import schedules
 from estimators.ais import ais
 from estimators.bridge import bennett, bridge
 from estimators.calibration import Coverage, ais_coverage
+from estimators.elimination import elimination_log_z
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z, exact_samples
 from estimators.likelihood import log_likelihood
@@ -16,6 +17,7 @@ __all__ = [
     "ais",
     "bennett",
     "bridge",
+    "elimination_log_z",
     "exact_log_z",
     "exact_samples",
     "log_likelihood",

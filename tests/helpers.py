@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 
@@ -39,7 +40,7 @@ def joint_states(model, blocks=None) -> dict:
 
 def brute_log_z(model) -> float:
     """log Z by summing exp(-E) over every joint state (float64)."""
-    m = model.double()
+    m = copy.deepcopy(model).double()  # leave the caller's model as it is
     with torch.no_grad():
         e = m.energy(joint_states(m))
     return float(torch.logsumexp(-e, 0))

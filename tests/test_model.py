@@ -175,3 +175,46 @@ def test_dtype_and_state_checks():
         model.energy({"v": torch.ones(2, 3), "h": torch.ones(2, 2), "x": torch.ones(2, 1)})
     with pytest.raises(ValueError, match=r"block 'v'.*0 or 1"):
         model.validate_data(torch.full((2, 3), 0.5))
+
+
+class SquaredSum(Factor):
+    """E = -s * sum(t_a) * (sum t_b)^2: linear in a, not in b (autograd would mislead)."""
+
+    def __init__(self, a, b, s):
+        super().__init__(a, b)
+        self.s = torch.nn.Parameter(torch.tensor(float(s)))
+
+    def energy(self, stats):
+        a, b = self.blocks
+        return -self.s * stats[a].flatten(1).sum(-1) * stats[b].flatten(1).sum(-1) ** 2
+
+
+def test_nonlinear_user_factor_is_detected_and_never_summed_out():
+    import estimators
+    import samplers
+    from tests.helpers import brute_log_z
+
+    g = ebm.Graph().add_block("a", Bernoulli(1)).add_block("b", Spin(4))
+    g.add_factor(SquaredSum("a", "b", 0.4))
+    model = ebm.EnergyModel(g)
+    factor = model.factors["squared_sum_a_b"]
+    assert factor.linear_in("a") and not factor.linear_in("b")
+    est = estimators.exact_log_z(model)
+    assert est.extras["summed_out"] == ["a"]
+    assert est.value == pytest.approx(brute_log_z(model), abs=1e-9)
+    with pytest.raises(ValueError, match="'b' cannot be summed out.*not linear"):
+        model.free_energy({"a": torch.ones(2, 1)}, sum_out=["b"])
+    gibbs = samplers.BlockGibbs(model)
+    with pytest.raises(ValueError, match="not linear in block 'b'"):
+        gibbs.step(gibbs.init(3))
+
+
+def test_a_compiled_graph_is_frozen():
+    g = ebm.Graph().add_block("v", Bernoulli(2)).add_block("h", Bernoulli(2))
+    g.add_factor(Dense("v", "h"))
+    model = ebm.EnergyModel(g)
+    with pytest.raises(ValueError, match="can no longer change"):
+        g.add_factor(Bias("v"))
+    with pytest.raises(ValueError, match="can no longer change"):
+        g.add_block("x", Bernoulli(1))
+    assert list(model.factors) == ["dense_v_h"]

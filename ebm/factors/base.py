@@ -60,6 +60,8 @@ class Factor(nn.Module):
                     f"{type(self).__name__}: block names must be non-empty strings, got {b!r}"
                 )
         self.blocks: tuple[str, ...] = tuple(blocks)
+        #: blocks in which the energy was found not to be linear (set by the Graph's probe)
+        self.nonlinear_blocks: frozenset[str] = frozenset()
         self.name = name or f"{_snake(type(self).__name__)}_{'_'.join(blocks)}"
         if "." in self.name:
             raise ValueError(f"factor name {self.name!r} must not contain '.'")
@@ -105,8 +107,10 @@ class Factor(nn.Module):
         return nn.Parameter(initial)
 
     def linear_in(self, block: str) -> bool:
-        """Whether E_f is linear in the statistic of ``block`` (so it can be summed out exactly)."""
-        return self.blocks.count(block) == 1
+        """Whether E_f is linear in the statistic of ``block`` (so it can be summed out exactly and
+        the block's conditional is of its unit type's family). The Graph checks this numerically
+        when the factor is added."""
+        return self.blocks.count(block) == 1 and block not in self.nonlinear_blocks
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments; parameters are saved separately."""
