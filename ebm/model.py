@@ -55,6 +55,11 @@ class EnergyModel(nn.Module):
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
+        # factors whose energy is not linear in a block (the graph is frozen: computed once)
+        self._nonlinear: dict[str, list[str]] = {
+            b: [n for n in self._touching[b] if not graph.factors[n].linear_in(b)]
+            for b in self.blocks
+        }
 
     # --- device and dtype ------------------------------------------------------------------------
     @property
@@ -136,7 +141,7 @@ class EnergyModel(nn.Module):
         """
         if block not in self.units:
             raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
-        nonlinear = [n for n in self._touching[block] if not self.factors[n].linear_in(block)]
+        nonlinear = self._nonlinear[block]
         if nonlinear:
             raise ValueError(
                 f"factor {nonlinear[0]!r} is not linear in block {block!r}: the block's conditional "
