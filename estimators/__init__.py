@@ -8,6 +8,7 @@ from estimators.elimination import elimination_log_z
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z, exact_samples
 from estimators.likelihood import log_likelihood
+from estimators.moments import moment_averaged_path
 from estimators.reverse import reverse_ais, sandwich
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "exact_samples",
     "log_likelihood",
     "log_mean_exp",
+    "moment_averaged_path",
     "reverse_ais",
     "sandwich",
     "schedules",

@@ -32,6 +32,7 @@ def ais(
     checkpoint: str | Path | None = None,
     checkpoint_every: float = 60.0,
     workers: int = 1,
+    path=None,
 ) -> Estimate:
     """Estimate log Z by annealed importance sampling along the geometric path
 
@@ -55,6 +56,10 @@ def ais(
     interrupted (Ctrl-C); calling ``ais`` again with the same file resumes where it stopped, with
     the generator's state, so the result is the one an uninterrupted run gives.
 
+    ``path``: another annealing path with the same interface as ``GeometricPath`` (``init``,
+    ``terms``, ``log_f``, ``transition``, ``log_z0``), e.g. ``estimators.moment_averaged_path``;
+    ``base`` and ``sum_out`` are then the path's.
+
     ``workers > 1`` splits the chains over that many Ray tasks (one GPU each where there are
     GPUs; a local Ray instance is started if none runs) and concatenates their log-weights: the
     same estimator as one run, with one seed per shard drawn from ``generator``.
@@ -65,8 +70,10 @@ def ais(
             f"num_chains must be an int >= 2 (a standard error needs two), got {num_chains!r}"
         )
     betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
-    path = GeometricPath(model, base, sum_out)
+    path = GeometricPath(model, base, sum_out) if path is None else path
     if workers > 1:
+        if not isinstance(path, GeometricPath):
+            raise ValueError("workers > 1 shards the geometric path only")
         if checkpoint is not None:
             raise ValueError(
                 "checkpoint is for single-process runs; with workers > 1 each shard is short"
@@ -82,7 +89,7 @@ def ais(
             int(torch.randint(2**62, (1,)))
         )
     num = betas.numel()
-    key = fingerprint(model, betas, *path.base.natural.values()) if checkpoint else ""
+    key = fingerprint(model, betas, *path.fingerprint_tensors()) if checkpoint else ""
 
     with torch.no_grad():
         first = 1

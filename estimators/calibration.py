@@ -54,11 +54,12 @@ def ais_coverage(
     confidence: float = 0.95,
     exact: float | None = None,
     progress: bool = False,
+    path=None,
 ) -> Coverage:
     """Coverage of AIS's confidence interval for ``repeats`` independent runs of ``num_chains``
     chains. AIS chains are independent, so one run of repeats x num_chains chains, cut into
     ``repeats`` groups, gives ``repeats`` independent estimates at the cost of one vectorised run.
-    ``exact`` defaults to ``exact_log_z(model)``."""
+    ``exact`` defaults to ``exact_log_z(model)``; ``path`` is passed on to ``ais``."""
     truth = exact_log_z(model).value if exact is None else float(exact)
     run = ais(
         model,
@@ -67,6 +68,7 @@ def ais_coverage(
         base=base,
         generator=generator,
         progress=progress,
+        path=path,
     )
     z_crit = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + confidence / 2)))
     errors, zs, ses = [], [], []

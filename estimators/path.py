@@ -88,6 +88,10 @@ class GeometricPath:
             return []
         return hidden
 
+    def fingerprint_tensors(self) -> list:
+        """Tensors that identify the path beyond the model (for checkpoints)."""
+        return list(self.base.natural.values())
+
     @property
     def chain_blocks(self) -> list[str]:
         """The blocks a chain carries from one temperature to the next (all but S)."""

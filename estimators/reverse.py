@@ -48,6 +48,7 @@ def reverse_ais(
     batch_size: int = 1000,
     progress: bool = True,
     workers: int = 1,
+    path=None,
 ) -> Estimate:
     """RAISE: a stochastic lower bound on the mean log p(v) over the examples of ``data``.
 
@@ -68,13 +69,17 @@ def reverse_ais(
     Needs the hidden blocks summable together and the visible blocks conditionally independent
     of each other (one colour class), as in an RBM. ``workers > 1`` splits the examples over Ray
     tasks (see ``estimators.distributed``); the combination is the same as in one run.
+    ``path``: another annealing path (e.g. ``estimators.moment_averaged_path``) instead of the
+    geometric one from ``base``; it is the path's own ``base`` then.
     """
     start = time.perf_counter()
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
         raise ValueError(f"num_chains must be an int >= 2 per example, got {num_chains!r}")
     betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
-    path = GeometricPath(model, base)
-    if sorted(path.sum_out) != sorted(model.hidden()) or len(path.groups) != 1:
+    if path is not None and workers > 1:
+        raise ValueError("workers > 1 shards the geometric path only")
+    path = GeometricPath(model, base) if path is None else path
+    if sorted(path.sum_out) != sorted(model.hidden()) or len(getattr(path, "groups", [0])) != 1:
         raise ValueError(
             "reverse AIS here needs the hidden blocks summable together and the visible blocks in "
             f"one colour class; this model has hidden {model.hidden()}, schedule {model.schedule}"
@@ -98,7 +103,9 @@ def reverse_ais(
         ]
         parts = run_shards("raise", model, base, shards, shard_seeds(generator, len(counts)))
         values, ses, ess = torch.cat(parts, 1)
-        return _raise_estimate(values, ses, ess, num_chains, len(betas), path, start)
+        return _raise_estimate(
+            values, ses, ess, num_chains, len(betas), path, start, shards=len(counts)
+        )
     beta_list = betas.tolist()
     num = len(beta_list)
     per_example, per_example_se, ess = [], [], []
@@ -129,7 +136,9 @@ def reverse_ais(
     )
 
 
-def _raise_estimate(values, ses, ess, num_chains, num_betas, path, start) -> Estimate:
+def _raise_estimate(
+    values, ses, ess, num_chains, num_betas, path, start, shards: int = 1
+) -> Estimate:
     """The RAISE record from per-example log p-hat(v), their standard errors and ESS."""
     n = values.numel()
     mc_se = float(ses.pow(2).sum().sqrt()) / n
@@ -151,6 +160,7 @@ def _raise_estimate(values, ses, ess, num_chains, num_betas, path, start) -> Est
             "per_example_ess": ess,
             "stderr_examples": se_examples,
             "log_z_base": path.log_z0,
+            "shards": shards,
             "note": "E[log p-hat(v)] <= log p_ann(v); ESS is per example (chains per example)",
         },
     )
@@ -167,6 +177,7 @@ def sandwich(
     num_examples: int | None = None,
     progress: bool = True,
     workers: int = 1,
+    path=None,
 ) -> Estimate:
     """Bracket the mean log p(v) of ``data`` between two stochastic bounds:
 
@@ -178,14 +189,22 @@ def sandwich(
     ``num_examples`` of ``data`` when given, to bound the cost of RAISE). Each bound's ``stderr``
     is its Monte Carlo error given the examples; the interval ``ci`` runs from lower - 1.96
     stderr to upper + 1.96 stderr. A wide bracket says the annealing is too coarse: add betas.
-    ``workers > 1`` shards both directions over Ray tasks.
+    ``workers > 1`` shards both directions over Ray tasks. ``path`` (e.g.
+    ``estimators.moment_averaged_path``) replaces the geometric path in both directions.
     """
     start = time.perf_counter()
     state = model.validate_data(data)
     if num_examples is not None:
         state = {b: v[:num_examples] for b, v in state.items()}
     log_z = ais(
-        model, num_chains=num_chains, betas=betas, base=base, generator=generator, progress=progress
+        model,
+        num_chains=num_chains,
+        betas=betas,
+        base=base,
+        generator=generator,
+        progress=progress,
+        workers=workers,
+        path=path,
     )
     upper_ll = log_likelihood(model, state, log_z)
     upper = Estimate(
@@ -212,6 +231,8 @@ def sandwich(
         base=base,
         generator=generator,
         progress=progress,
+        workers=workers,
+        path=path,
     )
     lo = lower.value - 1.96 * lower.stderr
     hi = upper.value + 1.96 * upper.stderr

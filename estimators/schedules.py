@@ -68,7 +68,8 @@ def step_stds(
     path, betas, num_chains: int = 50, generator: torch.Generator | None = None
 ) -> Tensor:
     """Standard deviation across chains of each AIS log-weight increment
-    log f_k(x_k) - log f_{k-1}(x_k) along ``betas`` (``path`` is an ``estimators.path.GeometricPath``):
+    log f_k(x_k) - log f_{k-1}(x_k) along ``betas`` (``path``: an annealing path such as
+    ``estimators.path.GeometricPath``):
     shape (len(betas) - 1,), float64. A schedule is balanced when these are equal."""
     betas = check(betas).tolist()
     out = []
@@ -89,6 +90,7 @@ def adaptive(
     pilot_betas: int = 1000,
     pilot_chains: int = 50,
     generator: torch.Generator | None = None,
+    path=None,
 ) -> Tensor:
     """A schedule whose every step contributes the same log-weight variance, from a pilot run.
 
@@ -97,14 +99,16 @@ def adaptive(
     equal variance per step means equal steps of the cumulative length L(beta) = sum_{k: beta_k <=
     beta} s_k (the thermodynamic length). The ``num_betas`` betas are placed at equal spacing of L
     (linear interpolation; zero-spread pilot steps are floored at 1e-3 of the largest so that the
-    schedule stays strictly increasing).
+    schedule stays strictly increasing). The pilot runs on ``path`` (default: the geometric path
+    from ``base``; e.g. ``estimators.moment_averaged_path``), the path the schedule is for.
     """
     from estimators.path import GeometricPath
 
     if num_betas < 2:
         raise ValueError(f"a schedule needs at least 2 betas, got {num_betas}")
     grid = linear(pilot_betas)
-    s = step_stds(GeometricPath(model, base), grid, pilot_chains, generator)
+    path = GeometricPath(model, base) if path is None else path
+    s = step_stds(path, grid, pilot_chains, generator)
     s = s.clamp_min(1e-3 * float(s.max()) if float(s.max()) > 0 else 1.0)
     length = torch.cat([torch.zeros(1, dtype=torch.float64), s.cumsum(0)])
     length = length / length[-1]

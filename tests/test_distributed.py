@@ -56,6 +56,7 @@ def test_sharded_sandwich_brackets_the_exact_value(cluster):
     )
     lower, upper = s.extras["lower"], s.extras["upper"]
     assert lower.extras["examples"] == 14
+    assert lower.extras["shards"] == 2 and upper.extras["log_z"].extras["shards"] == 2
     assert lower.value - 3 * lower.stderr <= exact <= upper.value + 3 * upper.stderr
     with pytest.raises(ValueError, match="checkpoint is for single-process runs"):
         estimators.ais(model, workers=2, checkpoint="x.safetensors", progress=False)
