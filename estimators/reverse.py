@@ -178,6 +178,7 @@ def sandwich(
     progress: bool = True,
     workers: int = 1,
     path=None,
+    log_z: Estimate | None = None,
 ) -> Estimate:
     """Bracket the mean log p(v) of ``data`` between two stochastic bounds:
 
@@ -191,21 +192,30 @@ def sandwich(
     stderr to upper + 1.96 stderr. A wide bracket says the annealing is too coarse: add betas.
     ``workers > 1`` shards both directions over Ray tasks. ``path`` (e.g.
     ``estimators.moment_averaged_path``) replaces the geometric path in both directions.
+    ``log_z``: a forward AIS estimate of log Z already made for this model (a point estimate
+    with its stderr) to use for the upper end instead of running forward AIS again.
     """
     start = time.perf_counter()
     state = model.validate_data(data)
     if num_examples is not None:
         state = {b: v[:num_examples] for b, v in state.items()}
-    log_z = ais(
-        model,
-        num_chains=num_chains,
-        betas=betas,
-        base=base,
-        generator=generator,
-        progress=progress,
-        workers=workers,
-        path=path,
-    )
+    if log_z is not None:
+        if log_z.kind != "point" or log_z.quantity != "log Z":
+            raise ValueError(
+                f"log_z must be a point estimate of log Z (forward AIS), got {log_z.kind} "
+                f"{log_z.quantity!r} from {log_z.method}"
+            )
+    else:
+        log_z = ais(
+            model,
+            num_chains=num_chains,
+            betas=betas,
+            base=base,
+            generator=generator,
+            progress=progress,
+            workers=workers,
+            path=path,
+        )
     upper_ll = log_likelihood(model, state, log_z)
     upper = Estimate(
         value=upper_ll.value,
@@ -214,7 +224,7 @@ def sandwich(
         quantity="mean log p(v)",
         stderr=log_z.stderr,
         ess=log_z.ess,
-        num_chains=num_chains,
+        num_chains=log_z.num_chains,
         num_betas=log_z.num_betas,
         seconds=log_z.seconds,
         extras={

@@ -99,6 +99,7 @@ def evaluate(k, model, train_data, test, args) -> dict:
             base=base,
             generator=gen,
             num_examples=args.raise_examples,
+            log_z=log_z,
         )
         print(s)
         lo, hi = s.extras["lower"], s.extras["upper"]

@@ -88,3 +88,27 @@ def test_reverse_ais_refuses_bad_input():
         estimators.reverse_ais(model, torch.full((2, 9), 0.5), progress=False)
     with pytest.raises(ValueError, match="num_chains"):
         estimators.reverse_ais(model, torch.zeros(2, 9), num_chains=1, progress=False)
+
+
+def test_sandwich_reuses_a_forward_estimate():
+    model, data, _ = _trained()
+    betas = estimators.schedules.linear(100)
+    base = ebm.base_rate(model, data)
+    log_z = estimators.ais(
+        model, 200, betas, base=base, generator=torch.Generator().manual_seed(1), progress=False
+    )
+    s = estimators.sandwich(
+        model,
+        data,
+        reverse_chains=5,
+        betas=betas,
+        base=base,
+        generator=torch.Generator().manual_seed(2),
+        progress=False,
+        log_z=log_z,
+    )
+    upper = s.extras["upper"]
+    assert upper.extras["log_z"] is log_z and upper.num_chains == 200
+    assert upper.value == pytest.approx(estimators.log_likelihood(model, data, log_z).value)
+    with pytest.raises(ValueError, match="point estimate of log Z"):
+        estimators.sandwich(model, data, log_z=estimators.exact_log_z(model), progress=False)
