@@ -268,10 +268,9 @@ class MomentAveragedPath:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
             raise ValueError(f"fit_steps must be an int >= 2, got {steps!r}")
         w_a, b_a, c_a = theta_a
-        p_v = torch.sigmoid(b_a).expand(n, -1)
-        v0 = torch.bernoulli(p_v, generator=generator)  # exact draws of the base
-        s_a = (torch.sigmoid(b_a), torch.full_like(c_a, 0.5), torch.sigmoid(b_a)[:, None] * 0.5)
-        s_a = (s_a[0], s_a[1], s_a[2].expand_as(w_a))
+        p_v = torch.sigmoid(b_a)  # the base: independent v, and h uniform since W = 0, c = 0
+        s_a = (p_v, torch.full_like(c_a, 0.5), (0.5 * p_v)[:, None].expand_as(w_a))
+        v0 = torch.bernoulli(p_v.expand(n, -1), generator=generator)  # exact draws of the base
         s_b, _ = _sampled_moments(theta_b, v0.clone(), steps, generator)
         thetas, errors, v, theta = [theta_a], [], v0, theta_a
         for beta in self.knots[1:-1].tolist():
