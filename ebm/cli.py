@@ -41,6 +41,11 @@ class BaseName(str, Enum):
     uniform = "uniform"
 
 
+class PathName(str, Enum):
+    geometric = "geometric"
+    mavg = "mavg"
+
+
 def load_data(spec: str, binarize: str = "threshold", seed: int = 0):
     """(train, test) tensors from a data spec: ``digits``, ``bars-and-stripes:N`` (train = test =
     all patterns) or ``mnist:DIRECTORY``."""
@@ -134,6 +139,9 @@ def estimate(
     chains: int = typer.Option(100, min=2, help="AIS chains"),
     betas: int = typer.Option(14500, min=2, help="AIS temperatures (Salakhutdinov-Murray shape)"),
     base: BaseName = typer.Option(BaseName.base_rate, help="AIS base distribution"),
+    path: PathName = typer.Option(
+        PathName.geometric, help="annealing path: geometric, or moment-averaged (binary RBMs)"
+    ),
     binarize: str = typer.Option("threshold"),
     seed: int = typer.Option(0),
     examples: int = typer.Option(100, min=1, help="test examples for the sandwich"),
@@ -143,11 +151,19 @@ def estimate(
 
     exact: enumeration; ais: forward AIS; bridge: forward and reverse AIS combined (exact reverse
     starts, so enumerable models only); sandwich: the test log-likelihood between RAISE (lower)
-    and AIS (upper) on the first --examples test images."""
+    and AIS (upper) on the first --examples test images. --path mavg anneals AIS and RAISE along
+    the moment-averaged path (binary RBMs) instead of the geometric one."""
     model = ebm.load(model_path)
     train_data, test = load_data(data, binarize, seed)
     gen = torch.Generator().manual_seed(seed)
     base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
+    if path == PathName.mavg and method in (Method.exact, Method.bridge):
+        raise typer.BadParameter(f"--path mavg is for --method ais or sandwich, not {method.value}")
+    path_obj = (
+        estimators.moment_averaged_path(model, base_dist, generator=gen)
+        if path == PathName.mavg
+        else None
+    )
     if method == Method.exact:
         logz = estimators.exact_log_z(model)
     elif method == Method.bridge:
@@ -164,6 +180,7 @@ def estimate(
             generator=gen,
             num_examples=examples,
             workers=workers,
+            path=path_obj,
         )
         console.print(str(result.extras["upper"].extras["log_z"]))
         console.print(str(result))
@@ -176,6 +193,7 @@ def estimate(
             base=base_dist,
             generator=gen,
             workers=workers,
+            path=path_obj,
         )
     console.print(str(logz))
     console.print(str(estimators.log_likelihood(model, test, logz)))

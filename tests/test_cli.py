@@ -75,6 +75,12 @@ def test_train_then_estimate(tmp_path):
         )
         assert result.exit_code == 0, result.output
         assert marker in result.output
+    common = ["estimate", str(out), "--data", "bars-and-stripes:3", "--betas", "200"]
+    mavg = runner.invoke(app, [*common, "--chains", "20", "--path", "mavg"])
+    assert mavg.exit_code == 0, mavg.output
+    assert "AIS, 20 chains x 200 betas" in mavg.output
+    refused = runner.invoke(app, [*common, "--method", "bridge", "--path", "mavg"])
+    assert refused.exit_code != 0 and "--path mavg is for" in refused.output
 
 
 def test_bad_data_spec_fails_cleanly(tmp_path):
