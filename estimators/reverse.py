@@ -199,22 +199,20 @@ def sandwich(
     state = model.validate_data(data)
     if num_examples is not None:
         state = {b: v[:num_examples] for b, v in state.items()}
-    if log_z is not None:
-        if log_z.kind != "point" or log_z.quantity != "log Z":
-            raise ValueError(
-                f"log_z must be a point estimate of log Z (forward AIS), got {log_z.kind} "
-                f"{log_z.quantity!r} from {log_z.method}"
-            )
-    else:
-        log_z = ais(
-            model,
-            num_chains=num_chains,
-            betas=betas,
-            base=base,
-            generator=generator,
-            progress=progress,
-            workers=workers,
-            path=path,
+    anneal = {
+        "betas": betas,
+        "base": base,
+        "generator": generator,
+        "progress": progress,
+        "workers": workers,
+        "path": path,
+    }
+    if log_z is None:
+        log_z = ais(model, num_chains=num_chains, **anneal)
+    elif log_z.kind != "point" or log_z.quantity != "log Z":
+        raise ValueError(
+            f"log_z must be a point estimate of log Z (forward AIS), got {log_z.kind} "
+            f"{log_z.quantity!r} from {log_z.method}"
         )
     upper_ll = log_likelihood(model, state, log_z)
     upper = Estimate(
@@ -233,17 +231,7 @@ def sandwich(
             "stderr_examples": upper_ll.extras["stderr_examples"],
         },
     )
-    lower = reverse_ais(
-        model,
-        state,
-        num_chains=reverse_chains,
-        betas=betas,
-        base=base,
-        generator=generator,
-        progress=progress,
-        workers=workers,
-        path=path,
-    )
+    lower = reverse_ais(model, state, num_chains=reverse_chains, **anneal)
     lo = lower.value - 1.96 * lower.stderr
     hi = upper.value + 1.96 * upper.stderr
     return Estimate(
