@@ -101,6 +101,24 @@ def main() -> None:
                     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    print(markdown(rows))
+
+
+def markdown(rows: list[dict]) -> str:
+    """One Markdown table per path: rows (model, betas), columns schedules, cells 'rmse (mean
+    stderr)'."""
+    out = []
+    cells = {(r["path"], r["model"], r["betas"], r["schedule"]): r for r in rows}
+    schedules_ = list(dict.fromkeys(r["schedule"] for r in rows))
+    keys = list(dict.fromkeys((r["model"], r["betas"]) for r in rows))
+    for path in dict.fromkeys(r["path"] for r in rows):
+        out += [f"\n{path} path", "", f"| model | betas | {' | '.join(schedules_)} |"]
+        out.append("|---|---|" + "---|" * len(schedules_))
+        for model, n in keys:
+            row = [cells[(path, model, n, s)] for s in schedules_]
+            text = " | ".join(f"{r['rmse']:.4f} ({r['mean_stderr']:.4f})" for r in row)
+            out.append(f"| {model} | {n} | {text} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
