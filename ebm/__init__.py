@@ -9,7 +9,7 @@ from ebm.base import FactorizedBase, base_rate
 from ebm.graph import Graph
 from ebm.io import load, save
 from ebm.model import EnergyModel
-from ebm.training import History, fit
+from ebm.training import History, fit, linear_decay
 
 __version__ = "0.1.0"
 
@@ -22,6 +22,7 @@ __all__ = [
     "datasets",
     "factors",
     "fit",
+    "linear_decay",
     "load",
     "models",
     "save",

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
 
-__all__ = ["fit", "History"]
+__all__ = ["fit", "History", "linear_decay"]
 
 
 @dataclass
@@ -49,6 +49,19 @@ class History:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+def linear_decay(epochs: int, start: int = 0) -> Callable[[int], float]:
+    """An ``lr_schedule`` for ``fit``: factor 1 up to epoch ``start``, then falling linearly over
+    the remaining ``epochs - start`` epochs, (epochs - e + 1) / (epochs - start) at epoch e, to
+    1 / (epochs - start) at the last epoch."""
+    if not 0 <= start < epochs:
+        raise ValueError(f"need 0 <= start < epochs, got start={start}, epochs={epochs}")
+
+    def factor(epoch: int) -> float:
+        return 1.0 if epoch <= start else (epochs - epoch + 1) / (epochs - start)
+
+    return factor
 
 
 def _summable(model: EnergyModel) -> bool:
@@ -72,6 +85,7 @@ def fit(
     progress: bool = True,
     monitor: Callable[[int, EnergyModel], dict] | None = None,
     checkpoint: str | Path | None = None,
+    lr_schedule: Callable[[int], float] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` by minibatch SGD with momentum on the loss
 
@@ -85,6 +99,8 @@ def fit(
     ``checkpoint``: a file written after every epoch and on Ctrl-C (parameters, momentum, the
     sampler's persistent chains, the generator and the position within the epoch); calling ``fit``
     again with the same file resumes there and ends where an uninterrupted run would.
+    ``lr_schedule(epoch)``: a factor on ``lr`` for each epoch (1-based), e.g.
+    ``ebm.linear_decay(epochs)``; it depends on the epoch alone, so a resumed run follows it too.
     """
     if epochs < 0 or batch_size < 1 or lr <= 0:
         raise ValueError("need epochs >= 0, batch_size >= 1 and lr > 0")
@@ -134,6 +150,12 @@ def fit(
                             device=device if generator is None else generator.device,
                         ).to(device),
                     )
+                if lr_schedule is not None:
+                    factor = float(lr_schedule(epoch))
+                    if not factor >= 0:
+                        raise ValueError(f"lr_schedule({epoch}) = {factor}; need a factor >= 0")
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * factor
                 start = time.perf_counter()
                 while position.index < n_data and not interrupt.requested:
                     idx = position.order[position.index : position.index + batch_size]
@@ -157,6 +179,7 @@ def fit(
                     raise KeyboardInterrupt
                 record = {
                     "epoch": epoch,
+                    "lr": optimizer.param_groups[0]["lr"],
                     "free_energy": sum(position.free) / len(position.free),
                     "free_energy_gap": sum(position.gaps) / len(position.gaps),
                     "seconds": position.seconds + time.perf_counter() - start,
@@ -171,7 +194,7 @@ def fit(
                     {
                         k: f"{v:.4g}"
                         for k, v in record.items()
-                        if k not in ("epoch", "seconds") and isinstance(v, float)
+                        if k not in ("epoch", "seconds", "lr") and isinstance(v, float)
                     }
                 )
         except KeyboardInterrupt:

@@ -145,7 +145,7 @@ class _SigintAfter:
         self.inner.load_state_dict(tensors, model)
 
 
-def _run(checkpoint=None, sampler=None, monitor=None):
+def _run(checkpoint=None, sampler=None, monitor=None, lr_schedule=None):
     data = ebm.datasets.bars_and_stripes(3)
     torch.manual_seed(0)
     model = ebm.models.rbm(9, 6, init_scale=0.1)
@@ -163,6 +163,7 @@ def _run(checkpoint=None, sampler=None, monitor=None):
             generator=torch.Generator().manual_seed(11),
             checkpoint=checkpoint,
             monitor=monitor,
+            lr_schedule=lr_schedule,
         )
     return model, history
 
@@ -212,3 +213,22 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
             checkpoint=ckpt,
             progress=False,
         )
+
+
+def test_linear_decay_schedule_is_followed_and_survives_a_resume(tmp_path):
+    decay = ebm.linear_decay(6, start=2)
+    assert [decay(e) for e in range(1, 7)] == [1, 1, 1, 0.75, 0.5, 0.25]
+    with pytest.raises(ValueError, match="start < epochs"):
+        ebm.linear_decay(3, start=3)
+    reference, ref_history = _run(lr_schedule=decay)
+    assert ref_history["lr"] == pytest.approx([0.1, 0.1, 0.1, 0.075, 0.05, 0.025])
+    constant, _ = _run()
+    assert not torch.equal(_params(reference), _params(constant))
+    ckpt = tmp_path / "fit.safetensors"
+    _, history = _run(ckpt, sampler=_SigintAfter(18), lr_schedule=decay)  # stops in epoch 4
+    assert history.interrupted and len(history) == 3
+    resumed, history = _run(ckpt, lr_schedule=decay)
+    assert torch.equal(_params(resumed), _params(reference))
+    assert history["lr"] == pytest.approx(ref_history["lr"])
+    with pytest.raises(ValueError, match="need a factor >= 0"):
+        _run(lr_schedule=lambda epoch: -1.0)
