@@ -244,7 +244,8 @@ class MomentAveragedPath:
     def _fit_exact(self, theta_a: Params, theta_b: Params, max_iter: int, bar) -> list[Params]:
         theta_a, theta_b = (tuple(p.double() for p in t) for t in (theta_a, theta_b))
         hs = _hidden_states(theta_b[2].numel(), theta_b[0].device)
-        s_a, s_b = rbm_moments(theta_a), rbm_moments(theta_b)
+        states = hs.shape[0]  # already checked against max_hidden_states
+        s_a, s_b = rbm_moments(theta_a, states), rbm_moments(theta_b, states)
         thetas, errors = [theta_a], []
         for beta in self.knots[1:-1].tolist():
             target = _average(s_a, s_b, beta)
@@ -252,7 +253,7 @@ class MomentAveragedPath:
             errors.append(
                 max(
                     float((x - y).abs().max())
-                    for x, y in zip(rbm_moments(theta), target, strict=True)
+                    for x, y in zip(rbm_moments(theta, states), target, strict=True)
                 )
             )
             thetas.append(theta)
