@@ -3,5 +3,15 @@
 from ebm.factors.base import FACTOR_TYPES, Factor, natural_from_energy, register
 from ebm.factors.bias import Bias
 from ebm.factors.dense import Dense
+from ebm.factors.three_way import Factored3Way, ThirdOrder
 
-__all__ = ["Factor", "Bias", "Dense", "natural_from_energy", "register", "FACTOR_TYPES"]
+__all__ = [
+    "Factor",
+    "Bias",
+    "Dense",
+    "ThirdOrder",
+    "Factored3Way",
+    "natural_from_energy",
+    "register",
+    "FACTOR_TYPES",
+]
