@@ -4,7 +4,7 @@ Repeats AIS (independent groups of chains) on enumerable RBMs trained on real da
 model and schedule length, the coverage of the 95% interval, the mean error and the z-scores.
 The bar: coverage of at least 90% over 200 repeats.
 
-    python benchmarks/calibration.py                 # 200 repeats x 100 chains, a few minutes
+    python benchmarks/calibration.py                 # 200 repeats x 100 chains, about a minute
     python benchmarks/calibration.py --quick         # seconds
     python benchmarks/calibration.py --json out.json
 """

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ebm.factors import Bias, Dense
+from ebm.factors import Bias, Dense, Factored3Way
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.units import Bernoulli, Gaussian, _finite_param
 
-__all__ = ["rbm", "gaussian_rbm"]
+__all__ = ["rbm", "gaussian_rbm", "gated_rbm"]
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -89,3 +89,32 @@ def _param_or_none(value, shape, name):
     if value.dim() == 0:
         value = value.expand(shape)
     return _finite_param(value, shape, name)
+
+
+def gated_rbm(
+    n_x: int, n_y: int, n_hidden: int, n_factors: int, init_scale: float = 0.1
+) -> EnergyModel:
+    """Factored gated RBM (Memisevic & Hinton 2010) over binary blocks ``x``, ``y`` (visible) and
+    ``h`` (hidden):
+
+        E(x, y, h) = -sum_f (x.Wx_f)(y.Wy_f)(h.Wh_f) - a.x - b.y - c.h,
+
+    with Wx (n_x, F), Wy (n_y, F), Wh (n_hidden, F) ~ N(0, init_scale^2) and zero biases. Given
+    x and y, p(h_k = 1) = sigma(c_k + sum_f Wh_kf (x.Wx_f)(y.Wy_f)); y given (x, h) and x given
+    (y, h) likewise: block Gibbs cycles the three blocks. As a joint model every block is free;
+    as the conditional model p(y | x) of the paper, hold x at the data (``samplers.CD(k,
+    clamp=["x"])`` for training, ``BlockGibbs(model, clamp={"x": ...})`` for sampling), where
+    the bias a cancels. The hidden units then come to encode the transformation taking x to y.
+    """
+    _check_sizes(n_x=n_x, n_y=n_y, n_hidden=n_hidden, n_factors=n_factors)
+    g = Graph()
+    g.add_block("x", Bernoulli(n_x), visible=True)
+    g.add_block("y", Bernoulli(n_y), visible=True)
+    g.add_block("h", Bernoulli(n_hidden))
+    g.add_factor(
+        Factored3Way("x", "y", "h", n_factors, init_scale=init_scale),
+        Bias("x"),
+        Bias("y"),
+        Bias("h"),
+    )
+    return EnergyModel(g)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from ebm.model import EnergyModel
@@ -23,25 +25,33 @@ def _complete(model: EnergyModel, data: dict, generator) -> dict:
 class CD:
     """Contrastive divergence CD-k (Hinton 2002): negative samples start at the data and take k
     block Gibbs sweeps. The resulting gradient is biased (the chains are far from equilibrium)
-    but cheap; the bias shrinks as k grows."""
+    but cheap; the bias shrinks as k grows.
 
-    def __init__(self, k: int = 1):
+    ``clamp``: blocks held at their data values in the negative phase. The gradient is then that
+    of the conditional log-likelihood log p(free | clamped) (the clamped blocks' own terms
+    cancel): how conditional models (gated RBM given x, CRBM given the past) are trained."""
+
+    def __init__(self, k: int = 1, clamp: Iterable[str] = ()):
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
         self.k = k
+        self.clamp = [clamp] if isinstance(clamp, str) else list(clamp)
 
     def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
         return _complete(model, data, generator)
 
     def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        missing = [b for b in self.clamp if b not in data]
+        if missing:
+            raise ValueError(f"clamped blocks {missing} are not in the data ({sorted(data)})")
         state = _complete(model, data, generator)
-        gibbs = BlockGibbs(model, generator=generator)
+        gibbs = BlockGibbs(model, clamp=self.clamp, generator=generator)
         for _ in range(self.k):
             state = gibbs.step(state)
         return state
 
     def __repr__(self) -> str:
-        return f"CD(k={self.k})"
+        return f"CD(k={self.k}" + (f", clamp={self.clamp})" if self.clamp else ")")
 
 
 class PCD:
