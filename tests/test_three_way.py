@@ -182,3 +182,38 @@ def test_gated_rbm_trained_conditionally_with_clamped_cd():
     assert after > best - 0.2
     with pytest.raises(ValueError, match="not in the data"):
         samplers.CD(1, clamp=["z"]).negative(student, {"x": x, "y": y}, g)
+
+
+def _exact_mean_log_likelihood(model, data):
+    """mean_data log p(x, y) = mean(-F) - log Z, with log Z by summing over every visible state
+    (differentiable in the parameters)."""
+    visible = joint_states(model, ["x", "y"])
+    log_z = torch.logsumexp(-model.free_energy(visible), 0)
+    return -model.free_energy(data).mean() - log_z
+
+
+@pytest.mark.parametrize("kind", ["full", "factored"])
+def test_training_gradient_is_data_minus_model_moments(kind):
+    """The gradient that fit follows, dF/dtheta averaged over the data minus the same averaged
+    over the model (here exactly, by enumeration), equals minus the finite-difference gradient of
+    the exact mean log-likelihood, for every parameter of the model (float64)."""
+    model = three_way_model(kind, 1.0, 11).double()
+    g = torch.Generator().manual_seed(12)
+    data = {b: (torch.rand(30, SIZES[b], generator=g) < 0.5).double() for b in ("x", "y")}
+    visible = joint_states(model, ["x", "y"])
+    with torch.no_grad():
+        p = torch.softmax(-model.free_energy(visible), 0)
+    loss = model.free_energy(data).mean() - (p * model.free_energy(visible)).sum()
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    eps = 1e-6
+    for param, grad in zip(model.parameters(), grads, strict=True):
+        flat = param.data.view(-1)
+        for i in range(flat.numel()):
+            old = float(flat[i])
+            with torch.no_grad():
+                flat[i] = old + eps
+                up = float(_exact_mean_log_likelihood(model, data))
+                flat[i] = old - eps
+                down = float(_exact_mean_log_likelihood(model, data))
+                flat[i] = old
+            assert -grad.reshape(-1)[i].item() == pytest.approx((up - down) / (2 * eps), abs=1e-6)
