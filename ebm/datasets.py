@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "lagged",
     "MNIST_MD5",
     "bars_and_stripes",
     "digits",
@@ -435,3 +436,26 @@ def mnist(
     if return_labels:
         return (train, train_labels), (test, test_labels)
     return train, test
+
+
+def lagged(sequences, order: int) -> dict[str, torch.Tensor]:
+    """Training pairs for a conditional model of frame t given the ``order`` frames before it.
+
+    ``sequences``: one tensor (T, D) or a list of them. Returns ``{"past": (N, order * D),
+    "v": (N, D)}`` with past = [x_{t-order}, ..., x_{t-1}] (oldest first) and v = x_t, for every t
+    >= order of every sequence (N = sum of T - order).
+    """
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ValueError(f"order must be an int >= 1, got {order!r}")
+    seqs = [sequences] if torch.is_tensor(sequences) else list(sequences)
+    pasts, frames = [], []
+    for i, seq in enumerate(seqs):
+        seq = torch.as_tensor(seq)
+        if seq.dim() != 2:
+            raise ValueError(f"sequence {i} must be (T, D), got shape {tuple(seq.shape)}")
+        if seq.shape[0] <= order:
+            raise ValueError(f"sequence {i} has {seq.shape[0]} frames; order {order} needs more")
+        windows = seq.unfold(0, order + 1, 1).transpose(1, 2)  # (T - order, order + 1, D)
+        pasts.append(windows[:, :order].flatten(1))
+        frames.append(windows[:, order])
+    return {"past": torch.cat(pasts), "v": torch.cat(frames)}

@@ -9,7 +9,7 @@ from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.units import Bernoulli, Gaussian, _finite_param
 
-__all__ = ["rbm", "gaussian_rbm", "gated_rbm"]
+__all__ = ["rbm", "gaussian_rbm", "gated_rbm", "crbm"]
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -115,6 +115,34 @@ def gated_rbm(
         Factored3Way("x", "y", "h", n_factors, init_scale=init_scale),
         Bias("x"),
         Bias("y"),
+        Bias("h"),
+    )
+    return EnergyModel(g)
+
+
+def crbm(n_visible: int, n_hidden: int, n_past: int, init_scale: float = 0.01) -> EnergyModel:
+    """Conditional RBM (Taylor, Hinton & Roweis 2007) with binary units: an RBM over the current
+    frame ``v`` and hidden ``h`` whose biases are set dynamically by the clamped past ``past``
+    (the previous frames, concatenated; ``ebm.datasets.lagged`` builds them from sequences):
+
+        E(past, v, h) = -v^T W h - b.v - c.h - past^T A v - past^T B h,
+
+    i.e. visible biases b + A^T past and hidden biases c + B^T past. Blocks ``past`` and ``v`` are
+    visible; hold ``past`` at the data (``samplers.CD(k, clamp=["past"])`` to train p(v | past),
+    ``BlockGibbs(model, clamp={"past": ...})`` to sample, one frame after another, and
+    ``estimators.exact_conditional_log_likelihood(model, data, given=["past"])`` to evaluate).
+    W, A, B ~ N(0, init_scale^2); biases zero.
+    """
+    _check_sizes(n_visible=n_visible, n_hidden=n_hidden, n_past=n_past)
+    g = Graph()
+    g.add_block("past", Bernoulli(n_past), visible=True)
+    g.add_block("v", Bernoulli(n_visible), visible=True)
+    g.add_block("h", Bernoulli(n_hidden))
+    g.add_factor(
+        Dense("v", "h", init_scale=init_scale),
+        Dense("past", "v", init_scale=init_scale, name="autoregressive"),
+        Dense("past", "h", init_scale=init_scale, name="past_to_hidden"),
+        Bias("v"),
         Bias("h"),
     )
     return EnergyModel(g)

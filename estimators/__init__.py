@@ -4,6 +4,7 @@ from estimators import schedules
 from estimators.ais import ais
 from estimators.bridge import bennett, bridge
 from estimators.calibration import Coverage, ais_coverage
+from estimators.conditional import exact_conditional_log_likelihood
 from estimators.elimination import elimination_log_z
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z, exact_samples
@@ -19,6 +20,7 @@ __all__ = [
     "bennett",
     "bridge",
     "elimination_log_z",
+    "exact_conditional_log_likelihood",
     "exact_log_z",
     "exact_samples",
     "log_likelihood",

@@ -142,14 +142,9 @@ def test_bad_three_way_factors_are_refused():
 
 
 def _conditional_ll(model, x, y):
-    """Exact mean log p(y | x) = -F(x, y) - log sum_y' exp(-F(x, y')), h summed out."""
-    ys = joint_states(model, ["y"])["y"].float()
-    with torch.no_grad():
-        f_all = torch.stack(
-            [model.free_energy({"x": xi.expand(len(ys), -1), "y": ys}) for xi in x]
-        ).double()
-        f = model.free_energy({"x": x, "y": y}).double()
-    return float((-f - torch.logsumexp(-f_all, 1)).mean())
+    """Exact mean log p(y | x), h summed out."""
+    pairs = {"x": x, "y": y}
+    return estimators.exact_conditional_log_likelihood(model, pairs, given="x").value
 
 
 def test_gated_rbm_trained_conditionally_with_clamped_cd():

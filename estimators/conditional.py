@@ -1,0 +1,68 @@
+"""Exact conditional log-likelihood log p(free visible blocks | given blocks), for conditional
+models (gated RBM given x, CRBM given the past) whose free visible blocks can be enumerated."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+
+from ebm.model import EnergyModel
+from estimators.estimate import Estimate
+from estimators.exact import enumerate_states
+
+__all__ = ["exact_conditional_log_likelihood"]
+
+
+def exact_conditional_log_likelihood(
+    model: EnergyModel, data, given, max_states: int = 2**16
+) -> Estimate:
+    """Mean over the examples of
+
+        log p(u | g) = -F(g, u) - log sum_{u'} exp(-F(g, u')),
+
+    where g are the ``given`` (clamped) blocks, u the other visible blocks, and F the free energy
+    with the hidden blocks summed out (they must be summable together). The sum over u' enumerates
+    every configuration of the free visible blocks (at most ``max_states``) for each example, in
+    float64. The value is exact for these examples; ``stderr`` is the standard error of the mean
+    over examples (its error as an estimate of the expected conditional log-likelihood).
+    """
+    start = time.perf_counter()
+    given = [given] if isinstance(given, str) else list(given)
+    unknown = [b for b in given if b not in model.visible]
+    if unknown:
+        raise ValueError(f"given blocks {unknown} are not visible blocks of the model")
+    state = model.validate_data(data)
+    free = [b for b in model.visible if b not in given]
+    if not free:
+        raise ValueError("every visible block is given: nothing to predict")
+    size = math.prod(model.units[b].num_states for b in free)
+    if size > max_states:
+        raise ValueError(
+            f"the free visible blocks {free} have {size:,.0f} joint states; the limit is "
+            f"max_states={max_states:,}"
+        )
+    model.summable(model.hidden())
+    model = copy.deepcopy(model).double()  # float64 throughout, the caller's model untouched
+    state = {b: x.double() for b, x in state.items()}
+    configs = enumerate_states(model, free, 0, int(size))
+    n = next(iter(state.values())).shape[0]
+    values = []
+    with torch.no_grad():
+        for i in range(n):
+            rows = {b: state[b][i : i + 1].expand(int(size), *state[b].shape[1:]) for b in given}
+            f_all = model.free_energy({**rows, **configs}).double()
+            f = model.free_energy({b: state[b][i : i + 1] for b in model.visible}).double()
+            values.append(float(-f[0] - torch.logsumexp(-f_all, 0)))
+    v = torch.tensor(values, dtype=torch.float64)
+    return Estimate(
+        value=float(v.mean()),
+        kind="point",
+        method="exact enumeration of the free visible blocks",
+        quantity=f"mean log p({', '.join(free)} | {', '.join(given)})",
+        stderr=float(v.std() / math.sqrt(n)) if n > 1 else 0.0,
+        seconds=time.perf_counter() - start,
+        extras={"examples": n, "per_example": v, "given": given, "free": free},
+    )
