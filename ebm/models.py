@@ -9,9 +9,9 @@ import torch
 from ebm.factors import Bias, Dense, Factored3Way, ThirdOrder
 from ebm.graph import Graph
 from ebm.model import EnergyModel
-from ebm.units import Bernoulli, Gaussian, _finite_param
+from ebm.units import Bernoulli, Categorical, Gaussian, _finite_param
 
-__all__ = ["rbm", "gaussian_rbm", "gated_rbm", "crbm", "higher_order_bm", "unit_blocks"]
+__all__ = ["rbm", "gaussian_rbm", "gated_rbm", "crbm", "fcrbm", "higher_order_bm", "unit_blocks"]
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -144,6 +144,42 @@ def crbm(n_visible: int, n_hidden: int, n_past: int, init_scale: float = 0.01) -
         Dense("v", "h", init_scale=init_scale),
         Dense("past", "v", init_scale=init_scale, name="autoregressive"),
         Dense("past", "h", init_scale=init_scale, name="past_to_hidden"),
+        Bias("v"),
+        Bias("h"),
+    )
+    return EnergyModel(g)
+
+
+def fcrbm(
+    n_visible: int,
+    n_hidden: int,
+    n_past: int,
+    n_styles: int,
+    n_factors: int,
+    init_scale: float = 0.1,
+) -> EnergyModel:
+    """Factored conditional RBM (Taylor & Hinton 2009), binary units: a CRBM whose three weight
+    matrices are gated by a style label z (block ``style``, one-hot over ``n_styles``), each
+    through its own factored three-way term:
+
+        E = -sum_f (v.Wv_f)(h.Wh_f)(z.Wz_f) - sum_f (past.Ap_f)(v.Av_f)(z.Az_f)
+            - sum_f (past.Bp_f)(h.Bh_f)(z.Bz_f) - b.v - c.h,
+
+    so each style has its own effective weights W(z), autoregressive A(z) and past-to-hidden
+    B(z) built from shared factors. ``past`` and ``style`` are held at the data: train p(v |
+    past, style) with ``samplers.CD(k, clamp=["past", "style"])`` and evaluate it with
+    ``estimators.exact_conditional_log_likelihood(model, data, given=["past", "style"])``.
+    """
+    _check_sizes(n_visible=n_visible, n_hidden=n_hidden, n_past=n_past, n_factors=n_factors)
+    g = Graph()
+    g.add_block("past", Bernoulli(n_past), visible=True)
+    g.add_block("style", Categorical(1, n_styles), visible=True)
+    g.add_block("v", Bernoulli(n_visible), visible=True)
+    g.add_block("h", Bernoulli(n_hidden))
+    g.add_factor(
+        Factored3Way("v", "h", "style", n_factors, init_scale=init_scale, name="weights"),
+        Factored3Way("past", "v", "style", n_factors, init_scale=init_scale, name="autoregressive"),
+        Factored3Way("past", "h", "style", n_factors, init_scale=init_scale, name="past_to_hidden"),
         Bias("v"),
         Bias("h"),
     )
