@@ -76,3 +76,33 @@ def trained_bars_rbm():
     )
     exact = estimators.log_likelihood(model, data, estimators.exact_log_z(model)).value
     return model, data, exact
+
+
+def randomize(model, scale: float, seed: int):
+    """Set every parameter of ``model`` to N(0, scale^2) draws (fixed seed); returns the model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=g))
+    return model
+
+
+def total_variation(counts_or_probs: torch.Tensor, p: torch.Tensor) -> float:
+    """Total variation between an empirical distribution (normalised here) and p."""
+    q = counts_or_probs.double() / counts_or_probs.sum()
+    return 0.5 * float((q - p).abs().sum())
+
+
+def noise_floor(p: torch.Tensor, n: int, replicates: int = 200, seed: int = 123) -> float:
+    """The largest total variation to p among ``replicates`` sets of n exact draws from p: what a
+    perfect sampler's histogram of n draws can show."""
+    g = torch.Generator().manual_seed(seed)
+    return max(
+        total_variation(
+            torch.bincount(
+                torch.multinomial(p, n, replacement=True, generator=g), minlength=len(p)
+            ),
+            p,
+        )
+        for _ in range(replicates)
+    )

@@ -8,16 +8,11 @@ import torch
 import ebm
 import estimators
 import samplers
-from tests.helpers import joint_states
+from tests.helpers import joint_states, noise_floor, randomize, total_variation
 
 
 def random_crbm(seed: int, scale: float = 1.5, n_past: int = 4) -> ebm.EnergyModel:
-    model = ebm.models.crbm(3, 2, n_past)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g))
-    return model
+    return randomize(ebm.models.crbm(3, 2, n_past), scale, seed)
 
 
 def brute_conditional_ll(model, data, given):
@@ -67,23 +62,14 @@ def test_clamped_gibbs_samples_the_exact_conditional():
     assert float(torch.topk(p, 2).values.sum()) < 0.9
     codes = {tuple(torch.cat([rest["v"][i], rest["h"][i]]).tolist()): i for i in range(32)}
     n, g = 20_000, torch.Generator().manual_seed(3)
-    floor = max(
-        0.5
-        * float(
-            (torch.bincount(torch.multinomial(p, n, True, generator=g), minlength=32) / n - p)
-            .abs()
-            .sum()
-        )
-        for _ in range(200)
-    )
+    floor = noise_floor(p, n, seed=3)
     gibbs = samplers.BlockGibbs(model, clamp={"past": past}, generator=g)
     state = gibbs.run(gibbs.init(n), 100)
     assert torch.equal(state["past"], past.expand(n, -1))
     idx = torch.tensor(
         [codes[tuple(row)] for row in torch.cat([state["v"], state["h"]], 1).tolist()]
     )
-    emp = torch.bincount(idx, minlength=32).double() / n
-    assert 0.5 * float((emp - p).abs().sum()) <= floor
+    assert total_variation(torch.bincount(idx, minlength=32), p) <= floor
 
 
 def test_crbm_learns_sequences_with_clamped_cd():
@@ -132,12 +118,7 @@ def test_lagged_frames():
 
 
 def random_fcrbm(seed, scale):
-    model = ebm.models.fcrbm(3, 2, 6, 2, 4)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(scale * torch.randn(p.shape, generator=g))
-    return model
+    return randomize(ebm.models.fcrbm(3, 2, 6, 2, 4), scale, seed)
 
 
 def style_sequences(model, styles, length, generator):
