@@ -51,11 +51,11 @@ def exact_conditional_log_likelihood(
     n = next(iter(state.values())).shape[0]
     values = []
     with torch.no_grad():
+        f_data = model.free_energy({b: state[b] for b in model.visible})
         for i in range(n):
             rows = {b: state[b][i : i + 1].expand(int(size), *state[b].shape[1:]) for b in given}
-            f_all = model.free_energy({**rows, **configs}).double()
-            f = model.free_energy({b: state[b][i : i + 1] for b in model.visible}).double()
-            values.append(float(-f[0] - torch.logsumexp(-f_all, 0)))
+            f_all = model.free_energy({**rows, **configs})
+            values.append(float(-f_data[i] - torch.logsumexp(-f_all, 0)))
     v = torch.tensor(values, dtype=torch.float64)
     return Estimate(
         value=float(v.mean()),

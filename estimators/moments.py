@@ -24,6 +24,7 @@ affects only the variance, never the correctness, of the estimate.
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch
@@ -100,7 +101,7 @@ def _average(a, b, beta: float) -> tuple[Tensor, ...]:
     return tuple((1 - beta) * x + beta * y for x, y in zip(a, b, strict=True))
 
 
-def _fit_exact(target: Moments, start: Params, hs: Tensor, max_iter: int) -> Params:
+def _match_exact(target: Moments, start: Params, hs: Tensor, max_iter: int) -> Params:
     """theta maximising theta . s - log Z(theta) (concave) by L-BFGS from ``start`` (float64)."""
     ev, eh, evh = target
     w, b, c = (p.detach().double().clone().requires_grad_(True) for p in start)
@@ -150,7 +151,7 @@ def _sampled_moments(params: Params, v: Tensor, sweeps: int, generator) -> tuple
     return tuple(t / sweeps for t in total), v
 
 
-def _fit_sampled(
+def _match_sampled(
     target: Moments, start: Params, v: Tensor, steps: int, lr: float, generator
 ) -> tuple[Params, Tensor, float]:
     """Stochastic gradient ascent on theta . s - log Z(theta): theta += lr (s - s_chains), with
@@ -240,6 +241,7 @@ class MomentAveragedPath:
             )
         bar.close()
         self.thetas = [tuple(p.to(model.dtype) for p in t) for t in thetas]
+        self._recent: dict[float, Params] = {}
 
     def _fit_exact(self, theta_a: Params, theta_b: Params, max_iter: int, bar) -> list[Params]:
         theta_a, theta_b = (tuple(p.double() for p in t) for t in (theta_a, theta_b))
@@ -249,7 +251,7 @@ class MomentAveragedPath:
         thetas, errors = [theta_a], []
         for beta in self.knots[1:-1].tolist():
             target = _average(s_a, s_b, beta)
-            theta = _fit_exact(target, _average(theta_a, theta_b, beta), hs, max_iter)
+            theta = _match_exact(target, _average(theta_a, theta_b, beta), hs, max_iter)
             errors.append(
                 max(
                     float((x - y).abs().max())
@@ -275,7 +277,9 @@ class MomentAveragedPath:
         s_b, _ = _sampled_moments(theta_b, v0.clone(), steps, generator)
         thetas, errors, v, theta = [theta_a], [], v0, theta_a
         for beta in self.knots[1:-1].tolist():
-            theta, v, error = _fit_sampled(_average(s_a, s_b, beta), theta, v, steps, lr, generator)
+            theta, v, error = _match_sampled(
+                _average(s_a, s_b, beta), theta, v, steps, lr, generator
+            )
             thetas.append(theta)
             errors.append(error)
             bar.update()
@@ -287,15 +291,18 @@ class MomentAveragedPath:
         return [p for t in self.thetas for p in t]
 
     def theta(self, beta: float) -> Params:
-        """The RBM at ``beta``: linear interpolation of the knots' natural parameters."""
-        j = int(
-            torch.searchsorted(self.knots, torch.tensor(beta, dtype=torch.float64)).clamp(
-                1, len(self.knots) - 1
-            )
-        )
-        lo, hi = float(self.knots[j - 1]), float(self.knots[j])
-        a = (beta - lo) / (hi - lo)
-        return _average(self.thetas[j - 1], self.thetas[j], a)
+        """The RBM at ``beta``: linear interpolation of the knots' natural parameters. The last two
+        betas asked for are remembered: an AIS step asks for beta_k in ``log_f`` and again in
+        ``transition``, and for beta_{k-1}, which the step before asked for."""
+        beta = float(beta)
+        found = self._recent.get(beta)
+        if found is None:
+            knots = self.knots.tolist()
+            j = min(max(bisect.bisect_left(knots, beta), 1), len(knots) - 1)
+            a = (beta - knots[j - 1]) / (knots[j] - knots[j - 1])
+            found = _average(self.thetas[j - 1], self.thetas[j], a)
+            self._recent = {**dict(list(self._recent.items())[-1:]), beta: found}
+        return found
 
     def init(self, num_chains: int, generator: torch.Generator | None = None) -> dict:
         """An exact draw from p_0 (the base)."""

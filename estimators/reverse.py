@@ -78,12 +78,14 @@ def reverse_ais(
     betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
     if path is not None and workers > 1:
         raise ValueError("workers > 1 shards the geometric path only")
-    path = GeometricPath(model, base) if path is None else path
-    if sorted(path.sum_out) != sorted(model.hidden()) or len(getattr(path, "groups", [0])) != 1:
-        raise ValueError(
-            "reverse AIS here needs the hidden blocks summable together and the visible blocks in "
-            f"one colour class; this model has hidden {model.hidden()}, schedule {model.schedule}"
-        )
+    if path is None:
+        path = GeometricPath(model, base)
+        if sorted(path.sum_out) != sorted(model.hidden()) or len(path.groups) != 1:
+            raise ValueError(
+                "reverse AIS here needs the hidden blocks summable together and the visible blocks "
+                f"in one colour class; this model has hidden {model.hidden()}, schedule "
+                f"{model.schedule}"
+            )
     state = model.validate_data(data)
     n = next(iter(state.values())).shape[0]
     if workers > 1:

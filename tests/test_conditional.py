@@ -80,11 +80,7 @@ def test_crbm_learns_sequences_with_clamped_cd():
     g = torch.Generator().manual_seed(5)
 
     def generate(num_sequences, length):
-        frames = [(torch.rand(num_sequences, 3, generator=g) < 0.5).float() for _ in range(2)]
-        for _ in range(length - 2):
-            past = torch.cat(frames[-2:], 1)
-            gibbs = samplers.BlockGibbs(teacher, clamp={"past": past}, generator=g)
-            frames.append(gibbs.run(gibbs.init(num_sequences), 30)["v"])
+        frames = rollout(teacher, num_sequences, length, g)
         return ebm.datasets.lagged(list(torch.stack(frames, 1)), 2)
 
     train, test = generate(40, 12), generate(20, 12)
@@ -121,22 +117,25 @@ def random_fcrbm(seed, scale):
     return randomize(ebm.models.fcrbm(3, 2, 6, 2, 4), scale, seed)
 
 
-def style_sequences(model, styles, length, generator):
-    """Sequences generated frame by frame with each sequence's style clamped; (past, style, v)."""
-    n = len(styles)
-    style = torch.nn.functional.one_hot(styles, 2).float().unsqueeze(1)  # (n, 1, 2)
+def rollout(model, n, length, generator, clamp=None):
+    """n sequences of 3-unit frames: two random frames, then each frame drawn by 30 clamped Gibbs
+    sweeps given the two before it (and ``clamp``, e.g. a style); the list of (n, 3) frames."""
     frames = [(torch.rand(n, 3, generator=generator) < 0.5).float() for _ in range(2)]
-    pasts, outs = [], []
     for _ in range(length - 2):
         past = torch.cat(frames[-2:], 1)
-        gibbs = samplers.BlockGibbs(
-            model, clamp={"past": past, "style": style}, generator=generator
-        )
+        clamped = {"past": past, **(clamp or {})}
+        gibbs = samplers.BlockGibbs(model, clamp=clamped, generator=generator)
         frames.append(gibbs.run(gibbs.init(n), 30)["v"])
-        pasts.append(past)
-        outs.append(frames[-1])
-    k = len(outs)
-    return {"past": torch.cat(pasts), "style": style.repeat(k, 1, 1), "v": torch.cat(outs)}
+    return frames
+
+
+def style_sequences(model, styles, length, generator):
+    """Sequences generated frame by frame with each sequence's style clamped; (past, style, v)."""
+    style = torch.nn.functional.one_hot(styles, 2).float().unsqueeze(1)  # (n, 1, 2)
+    frames = rollout(model, len(styles), length, generator, {"style": style})
+    pasts = [torch.cat(frames[t : t + 2], 1) for t in range(length - 2)]
+    outs = frames[2:]
+    return {"past": torch.cat(pasts), "style": style.repeat(len(outs), 1, 1), "v": torch.cat(outs)}
 
 
 def test_fcrbm_conditional_is_exact_and_learns_style_gated_dynamics():
