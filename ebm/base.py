@@ -17,7 +17,8 @@ class FactorizedBase:
 
     ``natural`` maps block name -> b_u (the block's shape). ``energy`` is E_A(x) = -sum_u b_u . t_u,
     ``log_z`` is sum_u A_u(b_u) (float64), and ``sample`` draws exact samples. The default base of
-    annealed importance sampling is ``uniform(model)``: b = 0 on the visible blocks.
+    annealed importance sampling is ``uniform(model)``: b = 0 on the visible blocks (on the discrete
+    blocks when a visible one is continuous).
     """
 
     def __init__(self, model: EnergyModel, natural: dict[str, Tensor]):
@@ -41,7 +42,12 @@ class FactorizedBase:
 
     @classmethod
     def uniform(cls, model: EnergyModel) -> FactorizedBase:
-        return cls(model, {b: torch.zeros(model.units[b].shape) for b in model.visible})
+        """Uniform over the visible blocks; when a visible block is continuous, uniform over every
+        discrete block instead (annealing then sums the continuous blocks out given them)."""
+        blocks = model.visible
+        if any(not model.units[b].discrete for b in blocks):
+            blocks = [b for b in model.blocks if model.units[b].discrete]
+        return cls(model, {b: torch.zeros(model.units[b].shape) for b in blocks})
 
     @property
     def blocks(self) -> list[str]:

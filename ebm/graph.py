@@ -96,7 +96,7 @@ class Graph:
         shapes = {b: self.units[b].shape for b in factor.blocks}
         factor.bind(shapes)
         self._probe(factor)
-        factor.nonlinear_blocks = self._nonlinear_blocks(factor)
+        factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor)
         self.factors[name] = factor
         self._nx.add_node(name, kind="factor", factor=factor)
         for b in factor.blocks:
@@ -119,10 +119,14 @@ class Graph:
                 f"factor {factor.name!r}: energy must return shape (batch,), got {got}"
             )
 
-    def _nonlinear_blocks(self, factor: Factor, num: int = 8) -> frozenset[str]:
-        """The blocks for which E_f = offset - natural . t does not hold at random states of the
-        units (seeded): summing such a block out, or sampling it from its unit type's family, would
-        be wrong, so the model refuses to. Built-in factors are linear by construction."""
+    def _classify_blocks(
+        self, factor: Factor, num: int = 8
+    ) -> tuple[frozenset[str], frozenset[str]]:
+        """(nonlinear, quadratic): the blocks for which neither E_f = offset - natural . t nor, where
+        the factor gives a ``precision`` Q, E_f = offset - natural . t + t^T Q t / 2 holds at random
+        states of the units (seeded), and the blocks where the quadratic form holds. Summing a
+        nonlinear block out, or sampling it from its unit type's family, would be wrong, so the
+        model refuses to. Built-in factors are exact by construction."""
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():
             stats = {}
@@ -130,17 +134,30 @@ class Graph:
                 units = self.units[b]
                 stats[b] = units.statistic(units.random(num, gen, dtype=torch.get_default_dtype()))
             e = factor.energy(stats)
-            out = set()
+            nonlinear, quadratic = set(), set()
             for b in stats:
                 if factor.blocks.count(b) != 1:
-                    out.add(b)
+                    nonlinear.add(b)
                     continue
-                nat = factor.natural(b, stats)
-                predicted = factor.offset(b, stats) - (nat * stats[b]).flatten(1).sum(-1)
+                t = stats[b].flatten(1)
+                predicted = factor.offset(b, stats) - (factor.natural(b, stats).flatten(1) * t).sum(
+                    -1
+                )
+                q = factor.precision(b, stats)
+                if q is not None:
+                    if not self.units[b].accepts_precision:
+                        raise ValueError(
+                            f"factor {factor.name!r} is quadratic in block {b!r}, but "
+                            f"{type(self.units[b]).__name__} units take no precision term "
+                            f"(Gaussian units do)"
+                        )
+                    predicted = predicted + 0.5 * torch.einsum("ni,nij,nj->n", t, q, t)
                 scale = 1.0 + float(e.abs().max())
                 if not torch.allclose(e, predicted, rtol=0.0, atol=1e-4 * scale):
-                    out.add(b)
-        return frozenset(out)
+                    nonlinear.add(b)
+                elif q is not None:
+                    quadratic.add(b)
+        return frozenset(nonlinear), frozenset(quadratic)
 
     # --- views ------------------------------------------------------------------------------------
     @property

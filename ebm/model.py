@@ -55,9 +55,18 @@ class EnergyModel(nn.Module):
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
-        # factors whose energy is not linear in a block (the graph is frozen: computed once)
+        # factors whose energy is quadratic in a block (adding to its precision), and those that
+        # are neither linear nor quadratic in it (the graph is frozen: computed once)
+        self._quadratic: dict[str, list[str]] = {
+            b: [n for n in self._touching[b] if graph.factors[n].quadratic_in(b)]
+            for b in self.blocks
+        }
         self._nonlinear: dict[str, list[str]] = {
-            b: [n for n in self._touching[b] if not graph.factors[n].linear_in(b)]
+            b: [
+                n
+                for n in self._touching[b]
+                if not graph.factors[n].linear_in(b) and n not in self._quadratic[b]
+            ]
             for b in self.blocks
         }
 
@@ -137,7 +146,8 @@ class EnergyModel(nn.Module):
     def natural(self, block: str, state: State, stats: State | None = None) -> Tensor:
         """eta_block = sum of the natural-parameter contributions of the factors touching it.
 
-        Exact for factors linear in the block; independent of the block's own current value.
+        Exact for factors linear (or quadratic, see ``precision``) in the block; independent of the
+        block's own current value.
         """
         if block not in self.units:
             raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
@@ -154,10 +164,37 @@ class EnergyModel(nn.Module):
             eta = eta + self.factors[name].natural(block, stats)
         return eta
 
+    def precision(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
+        """Q_block = sum of the quadratic coefficients of the factors quadratic in the block, shape
+        (batch, size, size), so that E = ... - eta . t + t^T Q t / 2 in t_block; None when every
+        factor touching the block is linear in it (its units are then independent given the rest).
+        """
+        names = self._quadratic[block]
+        if not names:
+            return None
+        stats = self.statistics(state) if stats is None else stats
+        q = None
+        for name in names:
+            term = self.factors[name].precision(block, stats)
+            q = term if q is None else q + term
+        return q
+
+    def precision_factors(self, block: str) -> list[str]:
+        """Names of the factors quadratic in ``block`` (those adding to its precision)."""
+        return list(self._quadratic[block])
+
+    def _given_precision(self, block: str, state: State, stats: State | None) -> dict:
+        """``{"precision": Q}`` for a block with quadratic factors, else ``{}``: keyword arguments
+        for the unit type's methods."""
+        q = self.precision(block, state, stats)
+        return {} if q is None else {"precision": q}
+
     def conditional(self, block: str, state: State) -> distributions.Distribution:
         """p(x_block | the other blocks of ``state``) as a torch.distributions object."""
+        full = self.with_placeholders(state, [block])
+        stats = self.statistics(full)
         return self.units[block].distribution(
-            self.natural(block, self.with_placeholders(state, [block]))
+            self.natural(block, full, stats), **self._given_precision(block, full, stats)
         )
 
     def sample_block(
@@ -168,7 +205,12 @@ class EnergyModel(nn.Module):
         stats: State | None = None,
     ) -> Tensor:
         """Draw x_block ~ p(x_block | rest of ``state``)."""
-        return self.units[block].sample(self.natural(block, state, stats), generator)
+        stats = self.statistics(state) if stats is None else stats
+        return self.units[block].sample(
+            self.natural(block, state, stats),
+            generator,
+            **self._given_precision(block, state, stats),
+        )
 
     def with_placeholders(self, state: State, blocks) -> State:
         """A copy of ``state`` where the given blocks are zeros when missing (placeholders)."""
@@ -193,7 +235,7 @@ class EnergyModel(nn.Module):
                 raise ValueError(
                     f"blocks {inside} cannot be summed out together: factor {name!r} couples them"
                 )
-            if inside and not f.linear_in(inside[0]):
+            if inside and not (f.linear_in(inside[0]) or name in self._quadratic[inside[0]]):
                 raise ValueError(
                     f"block {inside[0]!r} cannot be summed out: factor {name!r} is not linear in it"
                 )
@@ -232,14 +274,20 @@ class EnergyModel(nn.Module):
         """F(x_-S) = -log sum_{x_S} exp(-E(x)) = E_rest - sum_{u in S} A_u(eta_u): shape (batch,).
 
         S (``sum_out``) defaults to the blocks missing from ``state``; they must be summable
-        together (see ``summable``). With S empty this is the energy.
+        together (see ``summable``). With S empty this is the energy. A block with quadratic
+        factors (a correlated Gaussian) contributes A_u(eta_u, Q_u).
         """
         if sum_out is None:
             sum_out = [b for b in self.blocks if b not in state]
         e_rest, eta = self.split_energy(state, sum_out)
         f = e_rest
+        full = None
         for u, n in eta.items():
-            f = f - self.units[u].log_partition(n)
+            extra = {}
+            if self._quadratic[u]:
+                full = self.with_placeholders(state, sum_out) if full is None else full
+                extra = self._given_precision(u, full, None)
+            f = f - self.units[u].log_partition(n, **extra)
         return f
 
     def hidden(self) -> list[str]:

@@ -6,12 +6,21 @@ import itertools
 
 import torch
 
-from ebm.factors import Bias, Dense, Factored3Way, ThirdOrder
+from ebm.factors import Bias, CovariancePooling, Dense, Factored3Way, ThirdOrder
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.units import Bernoulli, Categorical, Gaussian, _finite_param
 
-__all__ = ["rbm", "gaussian_rbm", "gated_rbm", "crbm", "fcrbm", "higher_order_bm", "unit_blocks"]
+__all__ = [
+    "rbm",
+    "gaussian_rbm",
+    "mcrbm",
+    "gated_rbm",
+    "crbm",
+    "fcrbm",
+    "higher_order_bm",
+    "unit_blocks",
+]
 
 
 def _check_sizes(**sizes: int) -> None:
@@ -80,6 +89,48 @@ def gaussian_rbm(
     )
     g.add_block("h", Bernoulli(n_hidden))
     g.add_factor(Dense("v", "h", weight=weight, init_scale=init_scale), Bias("h", hidden_bias))
+    return EnergyModel(g)
+
+
+def mcrbm(
+    n_visible: int,
+    n_covariance: int,
+    n_mean: int,
+    n_factors: int,
+    visible_bias=None,
+    init_scale: float = 0.1,
+) -> EnergyModel:
+    """Mean-covariance RBM (Ranzato & Hinton 2010) over real visibles v, binary covariance units
+    ``hc`` and binary mean units ``hm``:
+
+        E(v, hc, hm) = |v - b|^2 / 2 - 1/2 sum_{f,k} P_fk hc_k (C_f . v)^2 - bc.hc
+                       - v^T W hm - bm.hm,
+
+    with C (n_visible, F) filters, P (F, n_covariance) <= 0 pooling (``CovariancePooling``), W
+    (n_visible, n_mean) (``Dense``) and b the Gaussian units' ``loc``. Given v the hidden units
+    are independent: p(hc_k = 1 | v) = sigma(bc_k + 1/2 sum_f P_fk (C_f . v)^2) and p(hm_j = 1 | v)
+    = sigma(bm_j + (W^T v)_j). Given the hidden units, v is exactly Gaussian with a full
+    covariance:
+
+        v | hc, hm ~ N(Sigma (b + W hm), Sigma),   Sigma^-1 = I + C diag(-P hc) C^T,
+
+    so block Gibbs alternates {v} and {hc, hm}: the covariance units set the correlations and the
+    mean units the mean. The hidden blocks can be summed out analytically given v (free energy of
+    v), and v given the hidden units (exact log Z by enumerating hc and hm on small models; AIS over
+    the hidden units). Weights N(0, init_scale^2), P near -1, biases zero.
+    """
+    _check_sizes(n_visible=n_visible, n_covariance=n_covariance, n_mean=n_mean, n_factors=n_factors)
+    visible_bias = _param_or_none(visible_bias, (n_visible,), "visible_bias")
+    g = Graph()
+    g.add_block("v", Gaussian(n_visible, loc=visible_bias), visible=True)
+    g.add_block("hc", Bernoulli(n_covariance))
+    g.add_block("hm", Bernoulli(n_mean))
+    g.add_factor(
+        CovariancePooling("v", "hc", n_factors, init_scale=init_scale, name="covariance"),
+        Dense("v", "hm", init_scale=init_scale, name="mean"),
+        Bias("hc"),
+        Bias("hm"),
+    )
     return EnergyModel(g)
 
 

@@ -35,6 +35,10 @@ class Units(nn.Module):
 
     #: whether the base energy E_0 is identically zero (true of every discrete unit type)
     has_base_energy: bool = False
+    #: whether factors may add a quadratic term 1/2 t^T Q t to the block's energy (then the
+    #: methods below take ``precision=Q``, shape (batch, size, size), and the block's units are no
+    #: longer independent given the rest: see ``Gaussian``)
+    accepts_precision: bool = False
 
     def __init__(self, n: int):
         super().__init__()
@@ -302,17 +306,29 @@ class Categorical(Units):
 
 
 class Gaussian(Units):
-    """n independent real units with base energy E_0(x) = sum_i (x_i - mu_i)^2 / (2 s_i^2).
+    """n real units with base energy E_0(x) = sum_i (x_i - mu_i)^2 / (2 s_i^2).
 
     Factors see the standardised statistic t(x) = x / s, so a Gaussian-Bernoulli RBM has the energy
     sum_i (v_i - b_i)^2 / (2 s_i^2) - c.h - sum_ij (v_i / s_i) W_ij h_j with ``loc`` = b. Given the
     natural parameters eta (the coefficients of t), x ~ N(mu + s eta, s^2) and
     A(eta) = sum_i [mu_i eta_i / s_i + eta_i^2 / 2 + log s_i + log(2 pi) / 2].
 
+    Factors may also add a quadratic term 1/2 t^T Q t (``precision=Q``, shape (batch, n, n),
+    symmetric; mcRBM's covariance units do). The block is then one correlated Gaussian given the
+    rest: with Lambda = I + Q and a = eta + mu / s,
+
+        t ~ N(Lambda^-1 a, Lambda^-1),   x = s * t,
+        A(eta, Q) = a^T Lambda^-1 a / 2 - log|Lambda| / 2 + sum_i log s_i + n log(2 pi) / 2
+                    - |mu / s|^2 / 2,
+
+    computed through one batched Cholesky factor of Lambda per chain (O(n^3) each); Lambda must be
+    positive definite (ValueError otherwise). With Q = 0 this is the independent case above.
+
     ``loc`` (mu) is learned; ``log_scale`` (log s) is learned when ``learn_variance`` is true.
     """
 
     has_base_energy = True
+    accepts_precision = True
 
     def __init__(self, n: int, learn_variance: bool = False, loc=None, scale=None):
         super().__init__(n)
@@ -345,24 +361,82 @@ class Gaussian(Units):
     def base_energy(self, x: Tensor) -> Tensor:
         return (0.5 * ((x - self.loc) / self.scale) ** 2).sum(-1)
 
-    def distribution(self, natural: Tensor) -> distributions.Distribution:
-        return distributions.Independent(distributions.Normal(self.mean(natural), self.scale), 1)
+    def distribution(
+        self, natural: Tensor, precision: Tensor | None = None
+    ) -> distributions.Distribution:
+        if precision is None:
+            return distributions.Independent(
+                distributions.Normal(self.mean(natural), self.scale), 1
+            )
+        chol, mean_t = self._solve(natural, precision)
+        s = self.scale
+        # x = s t: the precision of x is Lambda / (s s^T)
+        lam = chol @ chol.transpose(-1, -2)
+        return distributions.MultivariateNormal(
+            s * mean_t, precision_matrix=lam / (s.unsqueeze(-1) * s.unsqueeze(-2))
+        )
 
-    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self,
+        natural: Tensor,
+        generator: torch.Generator | None = None,
+        precision: Tensor | None = None,
+    ) -> Tensor:
         eps = torch.randn(
             natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
         )
-        return self.mean(natural) + self.scale * eps
+        if precision is None:
+            return self.mean(natural) + self.scale * eps
+        chol, mean_t = self._solve(natural, precision)
+        # t = mean + L^-T eps has covariance (L L^T)^-1 = Lambda^-1
+        noise = torch.linalg.solve_triangular(
+            chol.transpose(-1, -2), eps.unsqueeze(-1), upper=True
+        ).squeeze(-1)
+        return self.scale * (mean_t + noise)
 
-    def mean(self, natural: Tensor) -> Tensor:
-        return self.loc + self.scale * natural
+    def mean(self, natural: Tensor, precision: Tensor | None = None) -> Tensor:
+        if precision is None:
+            return self.loc + self.scale * natural
+        return self.scale * self._solve(natural, precision)[1]
 
-    def log_partition(self, natural: Tensor) -> Tensor:
+    def log_partition(self, natural: Tensor, precision: Tensor | None = None) -> Tensor:
         s = self.scale
-        per_unit = (
-            self.loc * natural / s + 0.5 * natural**2 + self.log_scale + 0.5 * math.log(2 * math.pi)
+        if precision is None:
+            per_unit = (
+                self.loc * natural / s
+                + 0.5 * natural**2
+                + self.log_scale
+                + 0.5 * math.log(2 * math.pi)
+            )
+            return per_unit.sum(-1)
+        chol, mean_t = self._solve(natural, precision)
+        a = natural + self.loc / s
+        log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        constant = (
+            self.log_scale.sum()
+            + 0.5 * self.n * math.log(2 * math.pi)
+            - 0.5 * ((self.loc / s) ** 2).sum()
         )
-        return per_unit.sum(-1)
+        return 0.5 * (a * mean_t).sum(-1) - 0.5 * log_det + constant
+
+    def _solve(self, natural: Tensor, precision: Tensor) -> tuple[Tensor, Tensor]:
+        """(Cholesky factor L of Lambda = I + Q, the mean Lambda^-1 (eta + mu / s) of t)."""
+        if precision.shape[-2:] != (self.n, self.n):
+            raise ValueError(
+                f"Gaussian: precision must have shape (batch, {self.n}, {self.n}), "
+                f"got {tuple(precision.shape)}"
+            )
+        eye = torch.eye(self.n, device=precision.device, dtype=precision.dtype)
+        chol, info = torch.linalg.cholesky_ex(eye + precision)
+        if bool((info != 0).any()):
+            bad = int((info != 0).nonzero()[0, 0]) if info.dim() else 0
+            raise ValueError(
+                f"Gaussian: I + precision is not positive definite (chain {bad}): the block's "
+                f"conditional is not a proper Gaussian"
+            )
+        a = natural + self.loc / self.scale
+        mean_t = torch.cholesky_solve(a.unsqueeze(-1), chol).squeeze(-1)
+        return chol, mean_t
 
 
 def _finite_param(

@@ -3,7 +3,7 @@ reverse annealed importance sampling."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -18,41 +18,48 @@ State = dict[str, Tensor]
 
 @dataclass
 class PathTerms:
-    """What the unnormalised log-densities along the path need at one state x_-S: the energy
-    terms that do not touch S (float64), the natural parameters of the summed-out blocks (model
-    dtype and float64) and the base energy (float64)."""
+    """What the unnormalised log-densities along the path need at one state x_-S: the factor
+    energies that do not touch S (float64), the natural parameters of the summed-out blocks (model
+    dtype and float64), the base energy (float64), the unit base energies of the kept blocks
+    (float64; not annealed) and the precisions of summed-out blocks with quadratic factors (model
+    dtype and float64)."""
 
     e_rest: Tensor
     eta: dict[str, Tensor]
     eta64: dict[str, Tensor]
     e_base: Tensor | float
+    e_units: Tensor | float = 0.0
+    precision: dict[str, Tensor] = field(default_factory=dict)
+    precision64: dict[str, Tensor] = field(default_factory=dict)
 
 
 class GeometricPath:
-    """p_beta*(x) = p_A*(x_A)^(1 - beta) p*(x)^beta, i.e. E_beta(x) = (1 - beta) E_A(x_A) + beta E(x).
+    """p_beta*(x) = p_A*(x_A)^(1 - beta) p*(x)^beta on the factors, i.e.
 
-    The base A is a factorised distribution over some blocks (default: uniform over the visible
-    blocks); blocks it does not cover are uniform at beta = 0, so
+        E_beta(x) = sum_u E_0,u(x_u) + (1 - beta) E_A(x_A) + beta sum_f E_f(x),
+
+    where the unit base energies E_0 (zero for discrete units; the Gaussian's |x - mu|^2 / 2s^2)
+    are not annealed, so that every p_beta is normalisable. The base A is a factorised distribution
+    over some discrete blocks (default ``FactorizedBase.uniform``: the visible blocks, or every
+    discrete block when a visible block is continuous); blocks it does not cover are independent
+    draws of their unit type at zero natural parameters at beta = 0 (uniform, or N(mu, s^2)), so
 
         log Z_0 = log Z_A + sum_{u not in A} A_u(0).
 
     The blocks S (``sum_out``; default: the blocks outside the base when they can be summed out
     together) are summed out of the densities, so that
 
-        log f_beta(x_-S) = -(1 - beta) E_A(x_A) - beta E_rest(x_-S) + sum_{u in S} A_u(beta eta_u(x_-S)).
+        log f_beta(x_-S) = -(1 - beta) E_A(x_A) - sum_u E_0,u(x_u) - beta E_rest(x_-S)
+                           + sum_{u in S} A_u(beta eta_u(x_-S), beta Q_u(x_-S)),
+
+    with Q_u the precision that quadratic factors add to a Gaussian block (none for the others).
 
     ``transition`` is one block Gibbs sweep that leaves p_beta invariant: S drawn afresh first (so
     the chain on x_-S is Markov), then the other colour classes in order (reversed with
-    ``reverse=True``). Requires units without a base energy (discrete units).
+    ``reverse=True``).
     """
 
     def __init__(self, model: EnergyModel, base: FactorizedBase | None = None, sum_out=None):
-        for b, u in model.units.items():
-            if u.has_base_energy:
-                raise ValueError(
-                    f"the geometric annealing path here needs discrete units; block {b!r} is "
-                    f"{type(u).__name__}"
-                )
         base = FactorizedBase.uniform(model) if base is None else base
         if not isinstance(base, FactorizedBase):
             raise TypeError("base must be an ebm.FactorizedBase (e.g. ebm.base_rate(model, data))")
@@ -70,11 +77,15 @@ class GeometricPath:
             b: n.to(device=model.device, dtype=model.dtype) for b, n in base.natural.items()
         }
         units = model.units
-        self.log_z0 = base.log_z() + sum(
-            float(units[b].log_partition(torch.zeros((1, *units[b].shape), dtype=torch.float64)))
-            for b in model.blocks
-            if b not in base.blocks
-        )
+        with torch.no_grad():  # the blocks outside the base at beta = 0
+            log_z_free = sum(
+                float(
+                    units[b].log_partition(torch.zeros((1, *units[b].shape), dtype=torch.float64))
+                )
+                for b in model.blocks
+                if b not in base.blocks
+            )
+        self.log_z0 = base.log_z() + log_z_free
         groups = [[b for b in group if b not in sum_out] for group in model.schedule]
         self.groups = [g for g in groups if g]
 
@@ -111,14 +122,39 @@ class GeometricPath:
         e_rest, eta = self.model.split_energy(
             {b: x[b] for b in self.chain_blocks}, self.sum_out, check=False
         )
+        m = self.model
         e_base = self.base.energy(x).double() if self.base.blocks else 0.0
-        return PathTerms(e_rest.double(), eta, {u: n.double() for u, n in eta.items()}, e_base)
+        e_rest = e_rest.double()
+        e_units: Tensor | float = 0.0
+        for b in self.chain_blocks:  # unit base energies stay out of the annealing
+            if m.units[b].has_base_energy:
+                e_units = e_units + m.units[b].base_energy(x[b]).double()
+        if isinstance(e_units, Tensor):
+            e_rest = e_rest - e_units
+        precision = {}
+        if any(m.precision_factors(u) for u in self.sum_out):
+            full = m.with_placeholders({b: x[b] for b in self.chain_blocks}, self.sum_out)
+            stats = m.statistics(full)
+            for u in self.sum_out:
+                q = m.precision(u, full, stats)
+                if q is not None:
+                    precision[u] = q
+        return PathTerms(
+            e_rest,
+            eta,
+            {u: n.double() for u, n in eta.items()},
+            e_base,
+            e_units,
+            precision,
+            {u: q.double() for u, q in precision.items()},
+        )
 
     def log_f(self, beta: float, t: PathTerms) -> Tensor:
         """log f_beta(x_-S), float64: shape (chains,)."""
-        out = -(1.0 - beta) * t.e_base - beta * t.e_rest
+        out = -(1.0 - beta) * t.e_base - beta * t.e_rest - t.e_units
         for u, n in t.eta64.items():
-            out = out + self.model.units[u].log_partition(beta * n)
+            extra = {"precision": beta * t.precision64[u]} if u in t.precision64 else {}
+            out = out + self.model.units[u].log_partition(beta * n, **extra)
         return out
 
     def transition(
@@ -133,7 +169,8 @@ class GeometricPath:
         m = self.model
         x = dict(x)
         for u in self.sum_out:
-            x[u] = m.units[u].sample(beta * t.eta[u], generator)
+            extra = {"precision": beta * t.precision[u]} if u in t.precision else {}
+            x[u] = m.units[u].sample(beta * t.eta[u], generator, **extra)
         for group in reversed(self.groups) if reverse else self.groups:
             stats = m.statistics(x)
             new = {}
@@ -141,6 +178,8 @@ class GeometricPath:
                 nat = beta * m.natural(b, x, stats)
                 if b in self.base_natural:
                     nat = nat + (1.0 - beta) * self.base_natural[b]
-                new[b] = m.units[b].sample(nat, generator)
+                q = m.precision(b, x, stats)
+                extra = {} if q is None else {"precision": beta * q}
+                new[b] = m.units[b].sample(nat, generator, **extra)
             x.update(new)
         return {b: x[b] for b in self.chain_blocks}

@@ -113,8 +113,31 @@ def test_schedules_and_bad_input():
         estimators.ais(model, betas=[0.0, 0.6, 0.5, 1.0], progress=False)
     with pytest.raises(ValueError, match="num_chains"):
         estimators.ais(model, num_chains=1, progress=False)
-    with pytest.raises(ValueError, match="Gaussian"):
-        estimators.ais(ebm.models.gaussian_rbm(3, 2), progress=False)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ais_on_a_gaussian_rbm_within_three_standard_errors_of_exact(seed):
+    """A Gaussian-Bernoulli RBM: the default base is uniform over h, v is summed out along the
+    path (its base energy is not annealed), and AIS agrees with the exact log Z (h enumerated)."""
+    torch.manual_seed(seed)
+    model = ebm.models.gaussian_rbm(5, 8, scale=torch.full((5,), 0.7)).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    exact = estimators.exact_log_z(model).value
+    est = estimators.ais(
+        model,
+        num_chains=300,
+        betas=torch.linspace(0, 1, 300, dtype=torch.float64),
+        generator=torch.Generator().manual_seed(seed),
+        progress=False,
+    )
+    assert est.extras["log_z_base"] == pytest.approx(
+        8 * math.log(2) + 5 * (math.log(0.7) + 0.5 * math.log(2 * math.pi))
+    )
+    assert 0 < est.stderr < 0.1
+    assert abs(est.value - exact) < 3 * est.stderr, (est, exact)
 
 
 def test_base_rate_caps_units_that_are_always_on():

@@ -2,6 +2,7 @@
 
 from ebm.factors.base import FACTOR_TYPES, Factor, natural_from_energy, register
 from ebm.factors.bias import Bias
+from ebm.factors.covariance import CovariancePooling
 from ebm.factors.dense import Dense
 from ebm.factors.three_way import Factored3Way, ThirdOrder
 
@@ -11,6 +12,7 @@ __all__ = [
     "Dense",
     "ThirdOrder",
     "Factored3Way",
+    "CovariancePooling",
     "natural_from_energy",
     "register",
     "FACTOR_TYPES",

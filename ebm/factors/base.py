@@ -46,6 +46,11 @@ class Factor(nn.Module):
     ``natural`` from autograd. ``offset(target, stats)`` is E_f with t_target set to zero: with
     linearity, E_f = offset - natural . t_target, which is what summing the block out needs.
 
+    A factor may instead be *quadratic* in a block whose unit type accepts a precision (Gaussian):
+    E_f = offset - natural . t + t^T Q t / 2, with ``natural`` and ``precision(target, stats) = Q``
+    (shape (batch, size, size)) both independent of t_target. The block's conditional is then a
+    correlated Gaussian (mcRBM's covariance units). The Graph checks this form numerically too.
+
     ``bind(shapes)`` is called once by the Graph with the shapes of the blocks the factor touches;
     create parameters there when their shape depends on the blocks.
     """
@@ -62,6 +67,8 @@ class Factor(nn.Module):
         self.blocks: tuple[str, ...] = tuple(blocks)
         #: blocks in which the energy was found not to be linear (set by the Graph's probe)
         self.nonlinear_blocks: frozenset[str] = frozenset()
+        #: blocks in which the energy was found to be quadratic, of the declared form (ditto)
+        self.quadratic_blocks: frozenset[str] = frozenset()
         self.name = name or f"{_snake(type(self).__name__)}_{'_'.join(blocks)}"
         if "." in self.name:
             raise ValueError(f"factor name {self.name!r} must not contain '.'")
@@ -77,6 +84,11 @@ class Factor(nn.Module):
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         """Contribution to the natural parameters of ``target``: -dE_f/dt_target, like t_target."""
         return natural_from_energy(self, target, stats)
+
+    def precision(self, target: str, stats: dict[str, Tensor]) -> Tensor | None:
+        """The quadratic coefficient Q of t_target in E_f (E_f = offset - natural . t + t^T Q t / 2),
+        shape (batch, size, size); None (the default) when E_f is linear in t_target."""
+        return None
 
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         """E_f with the statistic of ``target`` set to zero: shape (batch,) or a scalar."""
@@ -110,7 +122,16 @@ class Factor(nn.Module):
         """Whether E_f is linear in the statistic of ``block`` (so it can be summed out exactly and
         the block's conditional is of its unit type's family). The Graph checks this numerically
         when the factor is added."""
-        return self.blocks.count(block) == 1 and block not in self.nonlinear_blocks
+        return (
+            self.blocks.count(block) == 1
+            and block not in self.nonlinear_blocks
+            and block not in self.quadratic_blocks
+        )
+
+    def quadratic_in(self, block: str) -> bool:
+        """Whether E_f is quadratic in the statistic of ``block`` in the declared form (checked
+        numerically by the Graph): the block's conditional is then a correlated Gaussian."""
+        return block in self.quadratic_blocks and block not in self.nonlinear_blocks
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments; parameters are saved separately."""
