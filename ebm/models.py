@@ -173,7 +173,13 @@ def gated_rbm(
     return EnergyModel(g)
 
 
-def crbm(n_visible: int, n_hidden: int, n_past: int, init_scale: float = 0.01) -> EnergyModel:
+def crbm(
+    n_visible: int,
+    n_hidden: int,
+    n_past: int,
+    init_scale: float = 0.01,
+    visible: str = "bernoulli",
+) -> EnergyModel:
     """Conditional RBM (Taylor, Hinton & Roweis 2007) with binary units: an RBM over the current
     frame ``v`` and hidden ``h`` whose biases are set dynamically by the clamped past ``past``
     (the previous frames, concatenated; ``ebm.datasets.lagged`` builds them from sequences):
@@ -185,19 +191,27 @@ def crbm(n_visible: int, n_hidden: int, n_past: int, init_scale: float = 0.01) -
     ``BlockGibbs(model, clamp={"past": ...})`` to sample, one frame after another, and
     ``estimators.exact_conditional_log_likelihood(model, data, given=["past"])`` to evaluate).
     W, A, B ~ N(0, init_scale^2); biases zero.
+
+    ``visible="gaussian"`` gives real-valued frames (the motion-capture model of the paper):
+    ``past`` and ``v`` are unit-variance ``Gaussian`` blocks, E gains |v - b|^2 / 2 in place of
+    -b.v (b is the units' ``loc``), and v | h, past ~ N(b + W h + A^T past, I).
     """
     _check_sizes(n_visible=n_visible, n_hidden=n_hidden, n_past=n_past)
+    if visible not in ("bernoulli", "gaussian"):
+        raise ValueError(f"visible must be 'bernoulli' or 'gaussian', got {visible!r}")
+    frames = Gaussian if visible == "gaussian" else Bernoulli
     g = Graph()
-    g.add_block("past", Bernoulli(n_past), visible=True)
-    g.add_block("v", Bernoulli(n_visible), visible=True)
+    g.add_block("past", frames(n_past), visible=True)
+    g.add_block("v", frames(n_visible), visible=True)
     g.add_block("h", Bernoulli(n_hidden))
-    g.add_factor(
+    factors = [
         Dense("v", "h", init_scale=init_scale),
         Dense("past", "v", init_scale=init_scale, name="autoregressive"),
         Dense("past", "h", init_scale=init_scale, name="past_to_hidden"),
-        Bias("v"),
-        Bias("h"),
-    )
+    ]
+    if visible == "bernoulli":  # Gaussian units carry their bias as loc
+        factors.append(Bias("v"))
+    g.add_factor(*factors, Bias("h"))
     return EnergyModel(g)
 
 

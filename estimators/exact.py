@@ -24,14 +24,17 @@ def _valid(model: EnergyModel, blocks) -> bool:
     return True
 
 
-def choose_sum_out(model: EnergyModel) -> list[str]:
+def choose_sum_out(model: EnergyModel, among=None) -> list[str]:
     """The set S of blocks to sum out analytically that leaves the fewest states to enumerate.
 
     S must be summable together (no factor couples two of its blocks) and must hold every
     continuous block. Exhaustive over subsets for up to 16 blocks, greedy (largest first) above.
+    ``among``: the blocks to choose from and cover (default: all; the others are held fixed, as
+    when a conditional model's given blocks are clamped).
     """
-    continuous = [b for b in model.blocks if not model.units[b].discrete]
-    discrete = [b for b in model.blocks if model.units[b].discrete]
+    among = model.blocks if among is None else [b for b in model.blocks if b in set(among)]
+    continuous = [b for b in among if not model.units[b].discrete]
+    discrete = [b for b in among if model.units[b].discrete]
     if not _valid(model, continuous):
         raise ValueError(
             f"continuous blocks {continuous} cannot be summed out together and cannot "
