@@ -13,7 +13,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 ARGS = {"mnist_rbm.py": [str(MNIST)]}
 # what each example prints when it worked
-MARKERS = {"gated_shifts.py": "offset accuracy"}
+MARKERS = {"gated_shifts.py": "offset accuracy", "mcrbm_patches.py": "held-out log p(v)"}
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
