@@ -4,8 +4,9 @@ Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below
 (MCMC kernels) and ``estimators`` (log Z and log-likelihood); it never imports them.
 """
 
-from ebm import datasets, factors, models, units
+from ebm import datasets, factors, inference, models, units
 from ebm.base import FactorizedBase, base_rate
+from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
 from ebm.io import load, save
 from ebm.model import EnergyModel
@@ -22,9 +23,11 @@ __all__ = [
     "datasets",
     "factors",
     "fit",
+    "inference",
     "linear_decay",
     "load",
     "models",
+    "pretrain_dbm",
     "save",
     "units",
 ]

@@ -2,9 +2,11 @@
 
 from estimators import schedules
 from estimators.ais import ais
+from estimators.bounds import mean_field_bound
 from estimators.bridge import bennett, bridge
 from estimators.calibration import Coverage, ais_coverage
 from estimators.conditional import exact_conditional_log_likelihood
+from estimators.conditional_ais import ais_log_likelihood
 from estimators.elimination import elimination_log_z
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z, exact_samples
@@ -17,6 +19,7 @@ __all__ = [
     "Estimate",
     "ais_coverage",
     "ais",
+    "ais_log_likelihood",
     "bennett",
     "bridge",
     "elimination_log_z",
@@ -25,6 +28,7 @@ __all__ = [
     "exact_samples",
     "log_likelihood",
     "log_mean_exp",
+    "mean_field_bound",
     "moment_averaged_path",
     "reverse_ais",
     "sandwich",

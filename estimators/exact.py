@@ -13,7 +13,13 @@ from tqdm.auto import tqdm
 from ebm.model import EnergyModel
 from estimators.estimate import Estimate
 
-__all__ = ["exact_log_z", "exact_samples", "choose_sum_out", "enumerate_states"]
+__all__ = [
+    "exact_log_z",
+    "exact_samples",
+    "exact_free_energy",
+    "choose_sum_out",
+    "enumerate_states",
+]
 
 
 def _valid(model: EnergyModel, blocks) -> bool:
@@ -169,3 +175,37 @@ def exact_log_z(
         seconds=time.perf_counter() - start,
         extras={"states": total, "summed_out": sum_out, "enumerated": rest},
     )
+
+
+def exact_free_energy(
+    model: EnergyModel, data, max_states: int = 2**16, chunk_size: int = 2**16
+) -> torch.Tensor:
+    """F(v) = -log sum_h exp(-E(v, h)) per example (float64), also where the hidden blocks cannot
+    be summed out together (a DBM's layers): a summable set S of them is summed analytically and
+    the others R enumerated (``choose_sum_out`` among the hidden blocks; for a 2-layer DBM, h1
+    summed and h2 enumerated or the other way round, whichever leaves fewer states). Refuses when
+    R has more than ``max_states`` joint states. Computed on a float64 copy of the model."""
+    state = model.validate_data(data)
+    hidden = [b for b in model.blocks if b not in state]
+    sum_out = choose_sum_out(model, among=hidden)
+    rest = [b for b in hidden if b not in sum_out]
+    size = math.prod(int(model.units[b].num_states) for b in rest)
+    if size > max_states:
+        raise ValueError(
+            f"the free energy would enumerate {size:,} states of blocks {rest} per example after "
+            f"summing out {sum_out}; the limit is max_states={max_states:,}"
+        )
+    m = copy.deepcopy(model).to(torch.float64)
+    configs = enumerate_states(m, rest, 0, size, torch.float64)
+    n = next(iter(state.values())).shape[0]
+    per_chunk = max(1, chunk_size // size)
+    out = []
+    with torch.no_grad():
+        for lo in range(0, n, per_chunk):
+            rows = {b: x[lo : lo + per_chunk].double() for b, x in state.items()}
+            k = next(iter(rows.values())).shape[0]
+            joint = {b: x.repeat_interleave(size, 0) for b, x in rows.items()}
+            joint.update({b: c.repeat(k, *([1] * (c.dim() - 1))) for b, c in configs.items()})
+            f = m.free_energy(joint, sum_out=sum_out).reshape(k, size)
+            out.append(-torch.logsumexp(-f, 1))
+    return torch.cat(out)

@@ -9,13 +9,15 @@ import torch
 
 from ebm.model import EnergyModel
 from estimators.estimate import Estimate
+from estimators.exact import exact_free_energy
 
 __all__ = ["log_likelihood"]
 
 
 def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) -> Estimate:
     """Mean log p(v) = -mean F(v) - log Z over the examples of ``data``, with F the free energy
-    summing out the hidden blocks.
+    summing out the hidden blocks (analytically where they can be summed out together; otherwise
+    by ``exact_free_energy``, enumerating some of them per example: small DBMs).
 
     The standard error combines, in quadrature, the standard error of the mean over examples (the
     test set as a sample of the data distribution) and the standard error of ``log_z`` (an
@@ -35,10 +37,18 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     if n == 0:
         raise ValueError("no examples")
     values = []
+    try:
+        model.summable([b for b in model.blocks if b not in state])
+        closed_form = True
+    except ValueError:
+        closed_form = False
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             chunk = {b: x[lo : lo + batch_size] for b, x in state.items()}
-            values.append(-model.free_energy(chunk).double().cpu())
+            if closed_form:
+                values.append(-model.free_energy(chunk).double().cpu())
+            else:
+                values.append(-exact_free_energy(model, chunk).cpu())
     per_example = torch.cat(values) - lz
     mean = float(per_example.mean())
     se_mean = float(per_example.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0

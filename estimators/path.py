@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ebm.base import FactorizedBase
 from ebm.model import EnergyModel
+from estimators.exact import choose_sum_out
 
 __all__ = ["GeometricPath", "PathTerms"]
 
@@ -47,7 +48,10 @@ class GeometricPath:
         log Z_0 = log Z_A + sum_{u not in A} A_u(0).
 
     The blocks S (``sum_out``; default: the blocks outside the base when they can be summed out
-    together) are summed out of the densities, so that
+    together) are summed out of the densities. When neither base nor ``sum_out`` is given and
+    the blocks outside the default base cannot be summed out together (a DBM's hidden layers), the
+    path anneals the fewest states instead (``anneal_fewest``: for a DBM, a uniform base over the
+    odd layers with the even layers, v included, summed out). Then
 
         log f_beta(x_-S) = -(1 - beta) E_A(x_A) - sum_u E_0,u(x_u) - beta E_rest(x_-S)
                            + sum_{u in S} A_u(beta eta_u(x_-S), beta Q_u(x_-S)),
@@ -57,15 +61,43 @@ class GeometricPath:
     ``transition`` is one block Gibbs sweep that leaves p_beta invariant: S drawn afresh first (so
     the chain on x_-S is Markov), then the other colour classes in order (reversed with
     ``reverse=True``).
+
+    ``clamp`` (block -> values, one row per chain) holds blocks fixed: the path then runs from the
+    base to the model conditioned on them, and log Z_1 is log Z(x_clamped) = log of the sum of
+    exp(-E) over the other blocks, one per chain (what a per-example log p(v) needs: log p(v) =
+    log Z(v) - log Z). Clamped blocks are never sampled, summed out or annealed against a base; the
+    default base and S are then ``anneal_fewest`` among the other blocks.
     """
 
-    def __init__(self, model: EnergyModel, base: FactorizedBase | None = None, sum_out=None):
-        base = FactorizedBase.uniform(model) if base is None else base
+    def __init__(
+        self,
+        model: EnergyModel,
+        base: FactorizedBase | None = None,
+        sum_out=None,
+        clamp: dict[str, Tensor] | None = None,
+    ):
+        self.clamp = self._check_clamp(model, clamp)
+        free = [b for b in model.blocks if b not in self.clamp]
+        if base is None:
+            if self.clamp:
+                if sum_out is None:
+                    base, sum_out = self.anneal_fewest(model, among=free)
+                else:
+                    base = FactorizedBase(model, {})
+            else:
+                base = FactorizedBase.uniform(model)
+                if sum_out is None and not self.default_sum_out(model, base):
+                    base, sum_out = self.anneal_fewest(model)
         if not isinstance(base, FactorizedBase):
             raise TypeError("base must be an ebm.FactorizedBase (e.g. ebm.base_rate(model, data))")
         if sum_out is None:
             sum_out = self.default_sum_out(model, base)
         sum_out = list(sum_out)
+        overlap = (set(sum_out) | set(base.blocks)) & set(self.clamp)
+        if overlap:
+            raise ValueError(
+                f"clamped blocks {sorted(overlap)} cannot be in the base or summed out"
+            )
         overlap = set(sum_out) & set(base.blocks)
         if overlap:
             raise ValueError(
@@ -82,12 +114,38 @@ class GeometricPath:
                 float(
                     units[b].log_partition(torch.zeros((1, *units[b].shape), dtype=torch.float64))
                 )
-                for b in model.blocks
+                for b in free
                 if b not in base.blocks
             )
         self.log_z0 = base.log_z() + log_z_free
-        groups = [[b for b in group if b not in sum_out] for group in model.schedule]
+        groups = [
+            [b for b in group if b not in sum_out and b not in self.clamp]
+            for group in model.schedule
+        ]
         self.groups = [g for g in groups if g]
+
+    @staticmethod
+    def _check_clamp(model: EnergyModel, clamp) -> dict[str, Tensor]:
+        if not clamp:
+            return {}
+        out = {}
+        for b, x in clamp.items():
+            if b not in model.units:
+                raise ValueError(f"clamped block {b!r} is not a block of the model")
+            out[b] = model.units[b].validate(x, b).to(device=model.device, dtype=model.dtype)
+        model.check_state(out, blocks=list(out))
+        return out
+
+    @staticmethod
+    def anneal_fewest(model: EnergyModel, among=None) -> tuple[FactorizedBase, list[str]]:
+        """(uniform base over R, S): S is the summable set that leaves the fewest states to anneal
+        (``exact.choose_sum_out``, among the given blocks) and R the other blocks of ``among``.
+        For a DBM: S = the even layers (v, h2, ...), annealing the odd ones only, as Salakhutdinov
+        & Hinton (2009) do; with v clamped, S = the larger of the layers that can go together."""
+        among = model.blocks if among is None else list(among)
+        sum_out = choose_sum_out(model, among=among)
+        rest = [b for b in among if b not in sum_out]
+        return FactorizedBase(model, {b: torch.zeros(model.units[b].shape) for b in rest}), sum_out
 
     @staticmethod
     def default_sum_out(model: EnergyModel, base: FactorizedBase) -> list[str]:
@@ -101,7 +159,7 @@ class GeometricPath:
 
     def fingerprint_tensors(self) -> list:
         """Tensors that identify the path beyond the model (for checkpoints)."""
-        return list(self.base.natural.values())
+        return list(self.base.natural.values()) + list(self.clamp.values())
 
     @property
     def chain_blocks(self) -> list[str]:
@@ -112,6 +170,13 @@ class GeometricPath:
         """An exact draw from p_0: the base over its blocks, every other chain block uniform."""
         m = self.model
         x = self.base.sample(num_chains, generator, device=m.device, dtype=m.dtype)
+        for b, values in self.clamp.items():
+            if values.shape[0] != num_chains:
+                raise ValueError(
+                    f"clamped block {b!r} has {values.shape[0]} rows; the path runs one per chain, "
+                    f"so num_chains must be {values.shape[0]}"
+                )
+            x[b] = values
         for b in self.chain_blocks:
             if b not in x:
                 x[b] = m.units[b].random(num_chains, generator, device=m.device, dtype=m.dtype)

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 
 import torch
 
+from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from samplers.gibbs import BlockGibbs
 
-__all__ = ["CD", "PCD"]
+__all__ = ["CD", "PCD", "MeanFieldPCD"]
 
 
 def _complete(model: EnergyModel, data: dict, generator) -> dict:
@@ -104,3 +105,28 @@ class PCD:
 
     def __repr__(self) -> str:
         return f"PCD(num_chains={self.num_chains}, k={self.k})"
+
+
+class MeanFieldPCD(PCD):
+    """PCD for models whose hidden blocks cannot be summed out given the data (deep Boltzmann
+    machines), as Salakhutdinov & Hinton (2009) train them: the data term uses the mean-field
+    posterior (``ebm.inference.mean_field``, at most ``max_sweeps`` sweeps), whose means fill the
+    hidden blocks of the positive state (the energy is linear in each block, so the gradient of
+    E(v, mu) is the mean-field estimate of the data moments), and the model term uses
+    ``num_chains`` persistent chains advanced by k block Gibbs sweeps per update.
+
+    The gradient follows a lower bound on the log-likelihood (the mean-field bound) rather than
+    the log-likelihood itself, plus the bias of the persistent chains."""
+
+    def __init__(self, num_chains: int = 100, k: int = 1, max_sweeps: int = 10, tol: float = 1e-4):
+        super().__init__(num_chains, k)
+        self.max_sweeps, self.tol = max_sweeps, tol
+
+    def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        q = mean_field(model, data, max_sweeps=self.max_sweeps, tol=self.tol)
+        return {**data, **q.means}
+
+    def __repr__(self) -> str:
+        return (
+            f"MeanFieldPCD(num_chains={self.num_chains}, k={self.k}, max_sweeps={self.max_sweeps})"
+        )

@@ -5,6 +5,7 @@ from ebm.factors.bias import Bias
 from ebm.factors.covariance import CovariancePooling
 from ebm.factors.dense import Dense
 from ebm.factors.three_way import Factored3Way, ThirdOrder
+from ebm.factors.tied import TiedBias, TiedDense
 
 __all__ = [
     "Factor",
@@ -13,6 +14,8 @@ __all__ = [
     "ThirdOrder",
     "Factored3Way",
     "CovariancePooling",
+    "TiedDense",
+    "TiedBias",
     "natural_from_energy",
     "register",
     "FACTOR_TYPES",
