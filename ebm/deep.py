@@ -13,6 +13,7 @@ from the RBM underneath it (with its doubled input).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -68,6 +69,7 @@ def pretrain_dbm(
     epochs: int = 10,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
     **fit_options,
 ) -> list[History]:
     """Pretrain the DBM ``model`` (``ebm.models.dbm``) greedily and copy the weights into it.
@@ -79,6 +81,11 @@ def pretrain_dbm(
     ``fit``). x_0 is the data and x_l a binary sample of p(h_l | x_{l-1}) under RBM l. The DBM
     gets W_l (halved for the middle layers), the visible bias of RBM 1 and the hidden bias of RBM l
     for h_l. Returns the training histories, bottom first.
+
+    ``checkpoint``: a path prefix; layer l's ``fit`` checkpoints to ``{checkpoint}.layer{l}``, so an
+    interrupted run called again with the same prefix resumes in the layer it stopped in (finished
+    layers are replayed from their checkpoints, generator state included, at no training cost).
+    An interrupted layer stops the pretraining (the returned history says so).
     """
     names = dbm_layers(model)
     sizes = [model.units[b].n for b in names]
@@ -93,17 +100,19 @@ def pretrain_dbm(
             device=model.device, dtype=model.dtype
         )
         inputs = {"below": x.repeat(1, below)}
-        histories.append(
-            fit(
-                rbm,
-                inputs,
-                sampler(),
-                epochs=epochs,
-                generator=generator,
-                progress=progress,
-                **fit_options,
-            )
+        history = fit(
+            rbm,
+            inputs,
+            sampler(),
+            epochs=epochs,
+            generator=generator,
+            progress=progress,
+            checkpoint=None if checkpoint is None else f"{checkpoint}.layer{level}",
+            **fit_options,
         )
+        histories.append(history)
+        if history.interrupted:
+            return histories
         rbms.append(rbm)
         if level < depth:
             with torch.no_grad():

@@ -3,14 +3,14 @@ summed out together (deep Boltzmann machines)."""
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
 
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
-from estimators.estimate import Estimate
+from estimators.estimate import Estimate, log_z_parts
+from estimators.likelihood import mean_of_examples
 
 __all__ = ["mean_field_bound"]
 
@@ -37,12 +37,7 @@ def mean_field_bound(
     field converged within ``max_sweeps``.
     """
     start = time.perf_counter()
-    if isinstance(log_z, Estimate):
-        lz, lz_se, lz_source = log_z.value, log_z.stderr, log_z.method
-    else:
-        lz, lz_se, lz_source = float(log_z), 0.0, "given"
-    if not math.isfinite(lz):
-        raise ValueError(f"log Z must be finite, got {lz}")
+    lz, lz_se, lz_source = log_z_parts(log_z)
     state = model.validate_data(data)
     n = next(iter(state.values())).shape[0]
     if n == 0:
@@ -57,21 +52,13 @@ def mean_field_bound(
             bound = -model.energy({**chunk, **q.means}) + q.entropy(model)
             values.append(bound.double().cpu())
     per_example = torch.cat(values) - lz
-    se_mean = float(per_example.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
-    return Estimate(
-        value=float(per_example.mean()),
-        kind="lower_bound",
-        method=f"mean field; log Z: {lz_source}",
-        quantity="mean log p(v)",
-        stderr=math.sqrt(se_mean**2 + lz_se**2),
-        seconds=time.perf_counter() - start,
-        extras={
-            "examples": n,
-            "stderr_examples": se_mean,
-            "stderr_log_z": lz_se,
-            "log_z": lz,
-            "per_example": per_example,
-            "converged": converged,
-            "sweeps": sweeps,
-        },
+    return mean_of_examples(
+        per_example,
+        lz,
+        lz_se,
+        "lower_bound",
+        f"mean field; log Z: {lz_source}",
+        start,
+        converged=converged,
+        sweeps=sweeps,
     )

@@ -11,7 +11,8 @@ import torch
 from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
-from estimators.estimate import Estimate, log_mean_exp
+from estimators.estimate import Estimate, log_mean_exp, log_z_parts
+from estimators.likelihood import mean_of_examples
 from estimators.path import GeometricPath
 
 __all__ = ["ais_log_likelihood"]
@@ -44,12 +45,7 @@ def ais_log_likelihood(
     weights.
     """
     start = time.perf_counter()
-    if isinstance(log_z, Estimate):
-        lz, lz_se, lz_source = log_z.value, log_z.stderr, log_z.method
-    else:
-        lz, lz_se, lz_source = float(log_z), 0.0, "given"
-    if not math.isfinite(lz):
-        raise ValueError(f"log Z must be finite, got {lz}")
+    lz, lz_se, lz_source = log_z_parts(log_z)
     if isinstance(chains_per_example, bool) or chains_per_example < 2:
         raise ValueError(f"chains_per_example must be an int >= 2, got {chains_per_example!r}")
     betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
@@ -76,23 +72,15 @@ def ais_log_likelihood(
             values.append(path.log_z0 + lme - lz)
             errors.append(se)
             min_ess = min(min_ess, ess)
-    per_example = torch.tensor(values, dtype=torch.float64)
-    se_mean = float(per_example.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
-    return Estimate(
-        value=float(per_example.mean()),
-        kind="point",
-        method=f"AIS per example, {chains_per_example} chains each; log Z: {lz_source}",
-        quantity="mean log p(v)",
-        stderr=math.sqrt(se_mean**2 + lz_se**2),
-        num_betas=betas.numel(),
-        seconds=time.perf_counter() - start,
-        extras={
-            "examples": n,
-            "stderr_examples": se_mean,
-            "stderr_log_z": lz_se,
-            "log_z": lz,
-            "per_example": per_example,
-            "per_example_stderr": torch.tensor(errors, dtype=torch.float64),
-            "min_ess": min_ess,
-        },
+    estimate = mean_of_examples(
+        torch.tensor(values, dtype=torch.float64),
+        lz,
+        lz_se,
+        "point",
+        f"AIS per example, {chains_per_example} chains each; log Z: {lz_source}",
+        start,
+        per_example_stderr=torch.tensor(errors, dtype=torch.float64),
+        min_ess=min_ess,
     )
+    estimate.num_betas = betas.numel()
+    return estimate

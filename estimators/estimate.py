@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Estimate", "KINDS", "log_mean_exp"]
+__all__ = ["Estimate", "KINDS", "log_mean_exp", "log_z_parts"]
 
 #: what an estimate is: an exact value, a point estimate with a standard error, a (stochastic)
 #: bound, or a bracket
@@ -97,3 +97,15 @@ def log_mean_exp(log_w: Tensor) -> tuple[float, float, float]:
     stderr = float(r.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.inf
     ess = float(n / (r**2).mean())
     return float(lme), stderr, ess
+
+
+def log_z_parts(log_z: Estimate | float) -> tuple[float, float, str]:
+    """(value, standard error, source) of a log Z given as an ``Estimate`` or a number (taken as
+    exact); refuses a value that is not finite. Shared by the log-likelihood estimators."""
+    if isinstance(log_z, Estimate):
+        value, stderr, source = log_z.value, log_z.stderr, log_z.method
+    else:
+        value, stderr, source = float(log_z), 0.0, "given"
+    if not math.isfinite(value):
+        raise ValueError(f"log Z must be finite, got {value}")
+    return value, stderr, source

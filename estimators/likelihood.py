@@ -8,10 +8,10 @@ import time
 import torch
 
 from ebm.model import EnergyModel
-from estimators.estimate import Estimate
+from estimators.estimate import Estimate, log_z_parts
 from estimators.exact import exact_free_energy
 
-__all__ = ["log_likelihood"]
+__all__ = ["log_likelihood", "mean_of_examples"]
 
 
 def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) -> Estimate:
@@ -26,12 +26,7 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     units validate them. Per-example values are in ``extras['per_example']`` (float64).
     """
     start = time.perf_counter()
-    if isinstance(log_z, Estimate):
-        lz, lz_se, lz_source = log_z.value, log_z.stderr, log_z.method
-    else:
-        lz, lz_se, lz_source = float(log_z), 0.0, "given"
-    if not math.isfinite(lz):
-        raise ValueError(f"log Z must be finite, got {lz}")
+    lz, lz_se, lz_source = log_z_parts(log_z)
     state = model.validate_data(data)
     n = next(iter(state.values())).shape[0]
     if n == 0:
@@ -50,21 +45,35 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
             else:
                 values.append(-exact_free_energy(model, chunk).cpu())
     per_example = torch.cat(values) - lz
-    mean = float(per_example.mean())
+    return mean_of_examples(per_example, lz, lz_se, "point", f"log Z: {lz_source}", start)
+
+
+def mean_of_examples(
+    per_example: torch.Tensor,
+    log_z: float,
+    log_z_stderr: float,
+    kind: str,
+    method: str,
+    start: float,
+    **extras,
+) -> Estimate:
+    """The ``Estimate`` of a mean log p(v) over examples from per-example values (float64): the
+    standard error of the mean over the examples and log Z's standard error, in quadrature."""
+    n = per_example.numel()
     se_mean = float(per_example.std(unbiased=True) / math.sqrt(n)) if n > 1 else 0.0
-    stderr = math.sqrt(se_mean**2 + lz_se**2)
     return Estimate(
-        value=mean,
-        kind="point",
-        method=f"log Z: {lz_source}",
+        value=float(per_example.mean()),
+        kind=kind,
+        method=method,
         quantity="mean log p(v)",
-        stderr=stderr,
+        stderr=math.sqrt(se_mean**2 + log_z_stderr**2),
         seconds=time.perf_counter() - start,
         extras={
             "examples": n,
             "stderr_examples": se_mean,
-            "stderr_log_z": lz_se,
-            "log_z": lz,
+            "stderr_log_z": log_z_stderr,
+            "log_z": log_z,
             "per_example": per_example,
+            **extras,
         },
     )

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # data the examples take as arguments: MNIST sits beside the checkout (as in CI) or is skipped
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
-ARGS = {"mnist_rbm.py": [str(MNIST)]}
+ARGS = {"mnist_rbm.py": [str(MNIST)], "mnist_dbm.py": [str(MNIST)]}
 # what each example prints when it worked
 MARKERS = {"gated_shifts.py": "offset accuracy", "mcrbm_patches.py": "held-out log p(v)"}
 
