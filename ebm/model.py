@@ -5,12 +5,14 @@ statistics t_u(x_u) and unit base energies E_0,u, the energy is
 
     E(x) = sum_u E_0,u(x_u) + sum_f E_f(t).
 
-Every factor is linear in the statistic of each block it touches once, so a block u that no factor
-couples to another summed-out block can be summed out analytically:
+Every factor is linear in the statistic of each block it touches once (or quadratic in a Gaussian
+block, adding a precision Q_u), so a block u that no factor couples to another summed-out block can
+be summed out analytically:
 
     sum_{x_u} exp(-E(x)) = exp(-[E_rest - A_u(eta_u)]),   eta_u = sum_{f touching u} natural_f(u),
 
-where E_rest holds the other terms with t_u set to zero and A_u is the unit type's log-partition.
+where E_rest holds the other terms with t_u set to zero and A_u is the unit type's log-partition
+(A_u(eta_u, Q_u) with a precision).
 """
 
 from __future__ import annotations

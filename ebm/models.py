@@ -6,7 +6,17 @@ import itertools
 
 import torch
 
-from ebm.factors import Bias, CovariancePooling, Dense, Factored3Way, ThirdOrder
+from ebm.chains import MarkovChain
+from ebm.factors import (
+    BernoulliEmission,
+    Bias,
+    CategoricalEmission,
+    CovariancePooling,
+    Dense,
+    Factored3Way,
+    GaussianEmission,
+    ThirdOrder,
+)
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.units import Bernoulli, Categorical, Gaussian, _finite_param
@@ -16,6 +26,7 @@ __all__ = [
     "gaussian_rbm",
     "mcrbm",
     "dbm",
+    "pohmm",
     "gated_rbm",
     "crbm",
     "fcrbm",
@@ -161,6 +172,70 @@ def dbm(layers, init_scale: float = 0.01) -> EnergyModel:
         for i in range(len(layers) - 1)
     ]
     g.add_factor(*factors, *(Bias(name) for name in names))
+    return EnergyModel(g)
+
+
+def pohmm(
+    n_hmms: int,
+    n_states: int,
+    length: int,
+    emission: str = "bernoulli",
+    dims: int = 1,
+    symbols: int | None = None,
+    sigma: float = 1.0,
+    init_scale: float = 1.0,
+) -> EnergyModel:
+    """Product of ``n_hmms`` hidden Markov models (Brown & Hinton 2001) over sequences of
+    ``length`` steps: p(x) proportional to prod_m p_m(x), each p_m an HMM's marginal likelihood.
+
+    Blocks: ``x`` (visible: ``Bernoulli(length * dims)`` for ``emission="bernoulli"``,
+    ``Categorical(length, symbols)`` for ``"categorical"``, ``Gaussian(length * dims)`` with scale
+    sigma / sqrt(n_hmms) and a fixed zero loc for ``"gaussian"``) and one ``MarkovChain(length,
+    n_states)`` path per HMM (``s1``, ``s2``, ...; they own the initial and transition
+    probabilities), with an emission factor ``emission1``, ... between each path and x:
+
+        E(x, s) = -sum_m [log pi_m(s^m_1) + sum_t log A_m(s^m_{t-1}, s^m_t) + sum_t log B_m(x_t | s^m_t)].
+
+    Summing the paths out gives F(x) = -sum_m log p_m(x) (forward algorithm, per HMM); block Gibbs
+    alternates every path given x (forward filtering, backward sampling; the paths are independent
+    given x) and x given the paths (the normalised product of the emissions). Emission parameters
+    N(0, init_scale^2) (for Gaussian emissions the means); initial and transition probabilities
+    uniform.
+    """
+    _check_sizes(n_hmms=n_hmms, n_states=n_states, length=length, dims=dims)
+    g = Graph()
+    if emission == "bernoulli":
+        g.add_block("x", Bernoulli(length * dims), visible=True)
+    elif emission == "categorical":
+        if symbols is None:
+            raise ValueError("categorical emissions need the number of symbols (symbols=...)")
+        _check_sizes(symbols=symbols)
+        g.add_block("x", Categorical(length, symbols), visible=True)
+    elif emission == "gaussian":
+        scale = torch.full((length * dims,), sigma / n_hmms**0.5)
+        g.add_block("x", Gaussian(length * dims, scale=scale, learn_loc=False), visible=True)
+    else:
+        raise ValueError(
+            f"emission must be 'bernoulli', 'categorical' or 'gaussian', got {emission!r}"
+        )
+    factors = []
+    for m in range(1, n_hmms + 1):
+        g.add_block(f"s{m}", MarkovChain(length, n_states))
+        if emission == "bernoulli":
+            f = BernoulliEmission(f"s{m}", "x", init_scale=init_scale, name=f"emission{m}")
+        elif emission == "categorical":
+            f = CategoricalEmission(f"s{m}", "x", init_scale=init_scale, name=f"emission{m}")
+        else:
+            f = GaussianEmission(
+                f"s{m}",
+                "x",
+                sigma=sigma,
+                scale=sigma / n_hmms**0.5,
+                init_scale=init_scale,
+                name=f"emission{m}",
+            )
+        factors.append(f)
+    g.add_factor(*factors)
     return EnergyModel(g)
 
 

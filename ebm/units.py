@@ -324,20 +324,32 @@ class Gaussian(Units):
     computed through one batched Cholesky factor of Lambda per chain (O(n^3) each); Lambda must be
     positive definite (ValueError otherwise). With Q = 0 this is the independent case above.
 
-    ``loc`` (mu) is learned; ``log_scale`` (log s) is learned when ``learn_variance`` is true.
+    ``loc`` (mu) is learned unless ``learn_loc`` is false; ``log_scale`` (log s) is learned when
+    ``learn_variance`` is true.
     """
 
     has_base_energy = True
     accepts_precision = True
 
-    def __init__(self, n: int, learn_variance: bool = False, loc=None, scale=None):
+    def __init__(
+        self,
+        n: int,
+        learn_variance: bool = False,
+        loc=None,
+        scale=None,
+        learn_loc: bool = True,
+    ):
         super().__init__(n)
         self.learn_variance = bool(learn_variance)
+        self.learn_loc = bool(learn_loc)
         loc_t = _finite_param(loc, (n,), "loc", default=0.0)
         scale_t = _finite_param(scale, (n,), "scale", default=1.0)
         if (scale_t <= 0).any():
             raise ValueError("Gaussian: scale must be positive")
-        self.loc = nn.Parameter(loc_t)
+        if self.learn_loc:
+            self.loc = nn.Parameter(loc_t)
+        else:
+            self.register_buffer("loc", loc_t)
         log_scale = scale_t.log()
         if self.learn_variance:
             self.log_scale = nn.Parameter(log_scale)
@@ -353,7 +365,10 @@ class Gaussian(Units):
         return self.log_scale.exp()
 
     def config(self) -> dict[str, Any]:
-        return {"n": self.n, "learn_variance": self.learn_variance}
+        out = {"n": self.n, "learn_variance": self.learn_variance}
+        if not self.learn_loc:
+            out["learn_loc"] = False
+        return out
 
     def statistic(self, x: Tensor) -> Tensor:
         return x / self.scale

@@ -13,7 +13,11 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 ARGS = {"mnist_rbm.py": [str(MNIST)], "mnist_dbm.py": [str(MNIST)]}
 # what each example prints when it worked
-MARKERS = {"gated_shifts.py": "offset accuracy", "mcrbm_patches.py": "held-out log p(v)"}
+MARKERS = {
+    "gated_shifts.py": "offset accuracy",
+    "mcrbm_patches.py": "held-out log p(v)",
+    "pohmm_co2.py": "held-out log p(x)",
+}
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)

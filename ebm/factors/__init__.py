@@ -4,6 +4,7 @@ from ebm.factors.base import FACTOR_TYPES, Factor, natural_from_energy, register
 from ebm.factors.bias import Bias
 from ebm.factors.covariance import CovariancePooling
 from ebm.factors.dense import Dense
+from ebm.factors.emission import BernoulliEmission, CategoricalEmission, GaussianEmission
 from ebm.factors.three_way import Factored3Way, ThirdOrder
 from ebm.factors.tied import TiedBias, TiedDense
 
@@ -15,6 +16,9 @@ __all__ = [
     "Factored3Way",
     "CovariancePooling",
     "TiedDense",
+    "BernoulliEmission",
+    "CategoricalEmission",
+    "GaussianEmission",
     "TiedBias",
     "natural_from_energy",
     "register",

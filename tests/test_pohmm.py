@@ -1,0 +1,199 @@
+"""Products of hidden Markov models: the forward algorithm against hmmlearn and brute force, FFBS
+against exact path posteriors, exact log Z against brute force and AIS, block Gibbs against the
+exact joint, and CD training."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from hmmlearn import hmm
+
+import ebm
+import estimators
+import samplers
+from tests.helpers import noise_floor, randomize, support, total_variation
+
+
+def one_hot_paths(length, states):
+    """Every path of a K-state chain of T steps, one-hot, built with itertools."""
+    rows = list(itertools.product(range(states), repeat=length))
+    return torch.nn.functional.one_hot(torch.tensor(rows), states).double()
+
+
+def random_pohmm(n_hmms, n_states, length, seed, **kwargs):
+    return randomize(ebm.models.pohmm(n_hmms, n_states, length, **kwargs), 1.0, seed).double()
+
+
+def brute_joint(model):
+    """Every (x, s1, ..., sM) of a product of HMMs with binary or categorical x, as one state."""
+    parts = [support(model.units["x"])] + [
+        one_hot_paths(*model.units[b].shape) for b in model.blocks[1:]
+    ]
+    idx = torch.tensor(list(itertools.product(*[range(len(p)) for p in parts])))
+    state = {b: parts[i][idx[:, i]] for i, b in enumerate(model.blocks)}
+    state["x"] = state["x"].reshape(len(idx), *model.units["x"].shape)
+    return state
+
+
+def hmm_parameters(model, m=1):
+    units, f = model.units[f"s{m}"], model.factors[f"emission{m}"]
+    return units.log_initial().exp().detach(), units.log_transition().exp().detach(), f
+
+
+def test_categorical_hmm_likelihood_matches_hmmlearn_even_for_long_sequences():
+    model = random_pohmm(1, 3, 400, seed=0, emission="categorical", symbols=4)
+    pi, a, f = hmm_parameters(model)
+    ref = hmm.CategoricalHMM(n_components=3, n_features=4)
+    ref.startprob_, ref.transmat_ = pi.detach().numpy(), a.detach().numpy()
+    ref.emissionprob_ = torch.softmax(f.params, -1).detach().numpy()
+    g = torch.Generator().manual_seed(1)
+    symbols = torch.randint(4, (5, 400), generator=g)
+    x = torch.nn.functional.one_hot(symbols, 4).double()
+    with torch.no_grad():
+        free = model.free_energy({"x": x})
+    assert torch.isfinite(free).all() and (free > 400 * math.log(4) * 0.5).all()
+    for i in range(5):
+        expected = ref.score(symbols[i].numpy().reshape(-1, 1))
+        assert float(-free[i]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_gaussian_hmm_likelihood_matches_hmmlearn():
+    model = random_pohmm(1, 3, 20, seed=2, emission="gaussian", dims=2, sigma=0.7)
+    pi, a, f = hmm_parameters(model)
+    ref = hmm.GaussianHMM(n_components=3, covariance_type="spherical")
+    ref.n_features = 2
+    ref.startprob_, ref.transmat_ = pi.detach().numpy(), a.detach().numpy()
+    ref.means_ = f.params.detach().numpy()
+    ref.covars_ = torch.full((3,), 0.49, dtype=torch.float64).numpy()
+    x = torch.randn(4, 20, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    with torch.no_grad():
+        free = model.free_energy({"x": x.reshape(4, 40)})
+    for i in range(4):  # the units' scale was stored in float32 when the model was built
+        assert float(-free[i]) == pytest.approx(ref.score(x[i].numpy()), rel=1e-7)
+
+
+def test_bernoulli_product_free_energy_is_minus_the_sum_of_hmm_log_likelihoods():
+    """F(x) = -sum_m log p_m(x), each p_m summed over every path by brute force."""
+    model = random_pohmm(2, 2, 4, seed=4, emission="bernoulli", dims=3)
+    x = (torch.rand(6, 12, generator=torch.Generator().manual_seed(5)) < 0.5).double()
+    paths = one_hot_paths(4, 2)
+    expected = torch.zeros(6, dtype=torch.float64)
+    for m in (1, 2):
+        pi, a, f = hmm_parameters(model, m)
+        p = torch.sigmoid(f.params).detach()  # (K, D)
+        for i in range(6):
+            steps = x[i].reshape(4, 3)
+            total = 0.0
+            for s in paths.argmax(-1).tolist():
+                prob = pi[s[0]] * math.prod(float(a[s[t - 1], s[t]]) for t in range(1, 4))
+                for t in range(4):
+                    prob = prob * torch.where(steps[t] == 1, p[s[t]], 1 - p[s[t]]).prod()
+                total = total + prob
+            expected[i] += math.log(float(total))
+    with torch.no_grad():
+        assert torch.allclose(-model.free_energy({"x": x}), expected, atol=1e-10)
+
+
+def test_ffbs_and_forward_backward_match_the_exact_path_posterior():
+    """A 3-state chain of 4 steps with random unary terms: log_partition and the marginals agree
+    with enumeration of the 81 paths, and 20,000 FFBS draws are within the noise floor."""
+    torch.manual_seed(6)
+    units = ebm.chains.MarkovChain(4, 3, initial=torch.randn(3), transition=torch.randn(3, 3))
+    units = units.double()
+    eta = torch.randn(1, 4, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    paths = one_hot_paths(4, 3)
+    with torch.no_grad():
+        log_w = (paths * eta).sum((1, 2)) - units.base_energy(paths)
+        p = torch.softmax(log_w, 0)
+        assert float(units.log_partition(eta)) == pytest.approx(float(torch.logsumexp(log_w, 0)))
+        assert torch.allclose(units.mean(eta)[0], (p[:, None, None] * paths).sum(0))
+        assert float(units.log_partition(torch.zeros_like(eta))) == pytest.approx(0.0, abs=1e-12)
+        n = 20_000
+        draws = units.sample(eta.expand(n, 4, 3), torch.Generator().manual_seed(8))
+    index = (draws.argmax(-1) * torch.tensor([27, 9, 3, 1])).sum(-1)
+    assert total_variation(torch.bincount(index, minlength=81), p) <= noise_floor(p, n)
+    dist = units.distribution(eta.expand(81, 4, 3))
+    assert torch.allclose(dist.log_prob(paths), torch.log(p))
+
+
+def test_exact_log_z_and_ais_on_a_product_of_hmms():
+    model = random_pohmm(2, 2, 3, seed=9, emission="bernoulli", dims=2)
+    with torch.no_grad():
+        brute = float(torch.logsumexp(-model.energy(brute_joint(model)), 0))
+    exact = estimators.exact_log_z(model)
+    assert exact.value == pytest.approx(brute, abs=1e-10)
+    assert exact.value < 0  # sum_x prod_m p_m(x) <= 1
+    for seed in range(3):
+        est = estimators.ais(
+            model,
+            num_chains=300,
+            betas=estimators.schedules.linear(300),
+            generator=torch.Generator().manual_seed(seed),
+            progress=False,
+        )
+        assert est.extras["summed_out"] == ["s1", "s2"] and 0 < est.stderr < 0.1
+        assert abs(est.value - exact.value) < 3 * est.stderr, (est, exact)
+    categorical = random_pohmm(3, 2, 3, seed=10, emission="categorical", symbols=3)
+    with torch.no_grad():
+        brute = float(torch.logsumexp(-categorical.energy(brute_joint(categorical)), 0))
+    assert estimators.exact_log_z(categorical).value == pytest.approx(brute, abs=1e-10)
+
+
+def test_block_gibbs_matches_the_exact_joint():
+    """20,000 chains, 50 sweeps (all paths by FFBS given x, then x given the paths): the histogram
+    of (x, s1, s2) over its 4,096 states is within the noise floor of as many exact draws."""
+    model = random_pohmm(2, 2, 3, seed=11, emission="bernoulli", dims=2)
+    joint = brute_joint(model)
+    with torch.no_grad():
+        p = torch.softmax(-model.energy(joint), 0)
+    codes = {
+        tuple(r): i
+        for i, r in enumerate(torch.cat([joint[b].flatten(1) for b in model.blocks], 1).tolist())
+    }
+    n = 20_000
+    gibbs = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        final = gibbs.run(gibbs.init(n), 50)
+    rows = torch.cat([final[b].flatten(1) for b in model.blocks], 1).tolist()
+    idx = torch.tensor([codes[tuple(r)] for r in rows])
+    assert total_variation(torch.bincount(idx, minlength=len(p)), p) <= noise_floor(p, n)
+
+
+def test_cd_training_raises_the_exact_log_likelihood_and_the_model_saves(tmp_path):
+    """Sequences drawn exactly from a teacher product of 2 HMMs: CD-5 through ebm.fit raises the
+    student's exact held-out log-likelihood by far more than its standard error; the trained model
+    saves and loads (the Markov chains' parameters included)."""
+    teacher = random_pohmm(2, 2, 6, seed=13, emission="bernoulli", dims=2)
+    with torch.no_grad():
+        for m in (1, 2):
+            teacher.factors[f"emission{m}"].params.mul_(3.0)
+            teacher.units[f"s{m}"].transition_logits.copy_(2.0 * torch.eye(2) - 1.0)
+    draws = estimators.exact_samples(teacher, 3000, torch.Generator().manual_seed(14))["x"]
+    train, test = draws[:2000].float(), draws[2000:].float()
+    torch.manual_seed(15)
+    student = ebm.models.pohmm(2, 2, 6, emission="bernoulli", dims=2)
+
+    def held_out(model):
+        return estimators.log_likelihood(model, test, estimators.exact_log_z(model))
+
+    before = held_out(student)
+    ebm.fit(
+        student,
+        train,
+        samplers.CD(5),
+        epochs=20,
+        batch_size=50,
+        lr=0.05,
+        momentum=0.5,
+        generator=torch.Generator().manual_seed(16),
+        progress=False,
+    )
+    after, target = held_out(student), held_out(teacher)
+    diff = after.extras["per_example"] - before.extras["per_example"]
+    assert float(diff.mean()) > 10 * float(diff.std() / math.sqrt(len(diff)))
+    assert after.value > before.value + 0.5 * (target.value - before.value), (before, after, target)
+    path = student.save(tmp_path / "pohmm.safetensors")
+    loaded = ebm.load(path)
+    with torch.no_grad():
+        assert torch.allclose(loaded.free_energy({"x": test}), student.free_energy({"x": test}))
