@@ -15,11 +15,12 @@ from ebm.factors import (
     Dense,
     Factored3Way,
     GaussianEmission,
+    StudentT,
     ThirdOrder,
 )
 from ebm.graph import Graph
 from ebm.model import EnergyModel
-from ebm.units import Bernoulli, Categorical, Gaussian, _finite_param
+from ebm.units import Bernoulli, Categorical, Gamma, Gaussian, _finite_param
 
 __all__ = [
     "rbm",
@@ -27,6 +28,7 @@ __all__ = [
     "mcrbm",
     "dbm",
     "pohmm",
+    "fas",
     "gated_rbm",
     "crbm",
     "fcrbm",
@@ -236,6 +238,37 @@ def pohmm(
             )
         factors.append(f)
     g.add_factor(*factors)
+    return EnergyModel(g)
+
+
+def fas(
+    dim: int,
+    n_constraints: int,
+    scale: float = 1.0,
+    shape: float = 1.5,
+    init_scale: float = 0.5,
+) -> EnergyModel:
+    """Product of Student-t constraint experts (FAS; Hinton & Teh 2001, Welling, Hinton & Osindero
+    2003) over real x in R^dim, with an added Gaussian term of scale ``scale``:
+
+        F(x) = |x|^2 / 2 s^2 + sum_j alpha_j log(1 + (w_j . x / s)^2 / 2) + constant,
+
+    built with auxiliary precisions: block ``x`` (``Gaussian(dim, scale=s)``, fixed zero loc),
+    block ``u`` (``Gamma(n_constraints)``, shapes alpha learned, starting at ``shape``) and the
+    factor ``constraints`` (``StudentT``; W (dim, J) ~ N(0, init_scale^2)). Block Gibbs alternates
+    u_j | x ~ Gamma(alpha_j, 1 + (w_j . x / s)^2 / 2) and x | u ~ N(0, s^2 (I + W diag(u) W^T)^-1),
+    both exact. The Gaussian term keeps the model normalisable with any number of constraints
+    (a large ``scale`` makes it weak); summing u out gives the free energy above.
+    """
+    _check_sizes(dim=dim, n_constraints=n_constraints)
+    if not scale > 0 or not shape > 0:
+        raise ValueError("scale and shape must be positive")
+    g = Graph()
+    g.add_block(
+        "x", Gaussian(dim, scale=torch.full((dim,), float(scale)), learn_loc=False), visible=True
+    )
+    g.add_block("u", Gamma(n_constraints, shape=torch.full((n_constraints,), float(shape))))
+    g.add_factor(StudentT("x", "u", init_scale=init_scale, name="constraints"))
     return EnergyModel(g)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, distributions, nn
 
-__all__ = ["Units", "Bernoulli", "Spin", "Categorical", "Gaussian", "UNIT_TYPES"]
+__all__ = ["Units", "Bernoulli", "Spin", "Categorical", "Gaussian", "Gamma", "UNIT_TYPES"]
 
 
 class Units(nn.Module):
@@ -454,6 +454,83 @@ class Gaussian(Units):
         return chol, mean_t
 
 
+class Gamma(Units):
+    """n positive units with a Gamma(alpha, 1) base: E_0(u) = sum_i [u_i - (alpha_i - 1) log u_i].
+
+    The auxiliary precisions of Student-t experts (Welling, Hinton & Osindero 2003). Factors add
+    -eta . u (t(u) = u), so given the rest u_i ~ Gamma(alpha_i, rate 1 - eta_i), which needs
+    eta_i < 1 (ValueError otherwise), and
+
+        A(eta) = sum_i [log Gamma(alpha_i) - alpha_i log(1 - eta_i)].
+
+    Summing u_i out of a factor u_i r_i leaves Gamma(alpha_i) (1 + r_i)^-alpha_i: a Student-t
+    shaped term. ``shape`` (alpha, default 1) is learned as ``log_shape`` when ``learn_shape``.
+    Draws use torch's Gamma sampler in a forked random stream seeded from ``generator``, so a
+    fixed generator gives the same draws.
+    """
+
+    has_base_energy = True
+
+    def __init__(self, n: int, shape=None, learn_shape: bool = True):
+        super().__init__(n)
+        alpha = _finite_param(shape, (n,), "shape", default=1.0)
+        if (alpha <= 0).any():
+            raise ValueError("Gamma: shape must be positive")
+        self.learn_shape = bool(learn_shape)
+        if self.learn_shape:
+            self.log_shape = nn.Parameter(alpha.log())
+        else:
+            self.register_buffer("log_shape", alpha.log())
+
+    @property
+    def num_states(self) -> float:
+        return math.inf
+
+    @property
+    def shape_parameter(self) -> Tensor:
+        """alpha, shape (n,)."""
+        return self.log_shape.exp()
+
+    def config(self) -> dict[str, Any]:
+        return {"n": self.n, "learn_shape": self.learn_shape}
+
+    def base_energy(self, x: Tensor) -> Tensor:
+        return (x - (self.shape_parameter - 1) * torch.log(x)).sum(-1)
+
+    def _rate(self, natural: Tensor) -> Tensor:
+        rate = 1 - natural
+        if not bool((rate > 0).all()):
+            raise ValueError("Gamma: natural parameters must be below 1 (the rate 1 - eta > 0)")
+        return rate
+
+    def distribution(self, natural: Tensor) -> distributions.Distribution:
+        alpha = self.shape_parameter.expand_as(natural)
+        return distributions.Independent(distributions.Gamma(alpha, self._rate(natural)), 1)
+
+    def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        rate = self._rate(natural)
+        alpha = self.shape_parameter.to(natural.dtype).expand_as(natural).detach()
+        if generator is None:
+            return torch._standard_gamma(alpha) / rate
+        seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        devices = [natural.device] if natural.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return torch._standard_gamma(alpha) / rate
+
+    def mean(self, natural: Tensor) -> Tensor:
+        return self.shape_parameter / self._rate(natural)
+
+    def log_partition(self, natural: Tensor) -> Tensor:
+        alpha = self.shape_parameter
+        return (torch.lgamma(alpha) - alpha * torch.log(self._rate(natural))).sum(-1)
+
+    def _check_support(self, x: Tensor, name: str) -> None:
+        if not bool((x > 0).all()):
+            idx = (x <= 0).nonzero()[0].tolist()
+            raise ValueError(f"block {name!r}: Gamma data must be positive; found a value at {idx}")
+
+
 def _finite_param(
     value, shape: tuple[int, ...], name: str, default: float | None = None, init=None
 ) -> Tensor:
@@ -475,5 +552,5 @@ def _finite_param(
 
 #: registry of unit types by class name, used when loading a saved model
 UNIT_TYPES: dict[str, type[Units]] = {
-    cls.__name__: cls for cls in (Bernoulli, Spin, Categorical, Gaussian)
+    cls.__name__: cls for cls in (Bernoulli, Spin, Categorical, Gaussian, Gamma)
 }

@@ -51,7 +51,8 @@ class GeometricPath:
     together) are summed out of the densities. When neither base nor ``sum_out`` is given and
     the blocks outside the default base cannot be summed out together (a DBM's hidden layers), the
     path anneals the fewest states instead (``anneal_fewest``: for a DBM, a uniform base over the
-    odd layers with the even layers, v included, summed out). Then
+    odd layers with the even layers, v included, summed out), and where continuous blocks make
+    that impossible (a product of Student-t experts) it sums out the hidden blocks alone. Then
 
         log f_beta(x_-S) = -(1 - beta) E_A(x_A) - sum_u E_0,u(x_u) - beta E_rest(x_-S)
                            + sum_{u in S} A_u(beta eta_u(x_-S), beta Q_u(x_-S)),
@@ -87,7 +88,10 @@ class GeometricPath:
             else:
                 base = FactorizedBase.uniform(model)
                 if sum_out is None and not self.default_sum_out(model, base):
-                    base, sum_out = self.anneal_fewest(model)
+                    try:
+                        base, sum_out = self.anneal_fewest(model)
+                    except ValueError:  # continuous blocks that cannot all be summed out
+                        sum_out = self.default_sum_out(model, base, model.hidden())
         if not isinstance(base, FactorizedBase):
             raise TypeError("base must be an ebm.FactorizedBase (e.g. ebm.base_rate(model, data))")
         if sum_out is None:
@@ -148,9 +152,11 @@ class GeometricPath:
         return FactorizedBase(model, {b: torch.zeros(model.units[b].shape) for b in rest}), sum_out
 
     @staticmethod
-    def default_sum_out(model: EnergyModel, base: FactorizedBase) -> list[str]:
-        """The blocks the base does not cover, when summable together; else none."""
-        hidden = [b for b in model.blocks if b not in base.blocks]
+    def default_sum_out(model: EnergyModel, base: FactorizedBase, candidates=None) -> list[str]:
+        """The blocks the base does not cover (among ``candidates``, default all), when summable
+        together; else none."""
+        candidates = model.blocks if candidates is None else candidates
+        hidden = [b for b in candidates if b not in base.blocks]
         try:
             model.summable(hidden)
         except ValueError:
