@@ -181,6 +181,11 @@ class EnergyModel(nn.Module):
             q = term if q is None else q + term
         return q
 
+    def nonlinear_factors(self, block: str) -> list[str]:
+        """Names of the factors neither linear nor quadratic in ``block``: the block cannot be
+        drawn from its unit type's family (use HMC) nor summed out."""
+        return list(self._nonlinear[block])
+
     def precision_factors(self, block: str) -> list[str]:
         """Names of the factors quadratic in ``block`` (those adding to its precision)."""
         return list(self._quadratic[block])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -15,6 +16,7 @@ from ebm.factors import (
     Dense,
     Factored3Way,
     GaussianEmission,
+    ProjectedStudentT,
     StudentT,
     ThirdOrder,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "dbm",
     "pohmm",
     "fas",
+    "upoe",
+    "upoe_log_z",
     "gated_rbm",
     "crbm",
     "fcrbm",
@@ -270,6 +274,31 @@ def fas(
     g.add_block("u", Gamma(n_constraints, shape=torch.full((n_constraints,), float(shape))))
     g.add_factor(StudentT("x", "u", init_scale=init_scale, name="constraints"))
     return EnergyModel(g)
+
+
+def upoe(dim: int, n_experts: int, df: float = 5.0) -> EnergyModel:
+    """Under-complete product of Student-t experts (Welling, Zemel & Hinton 2003) over whitened x
+    in R^dim: J = ``n_experts`` < dim experts on orthonormal projections y = W x and a standard
+    Gaussian on the (dim - J)-dimensional complement,
+
+        p(x) = prod_j p_j(w_j . x) N(x_perp; 0, I),
+
+    normalised exactly: block ``x`` (``Gaussian(dim)``, fixed zero loc) and the factor ``experts``
+    (``ProjectedStudentT``). The energy model's log Z is (dim - J) log(2 pi) / 2
+    (``upoe_log_z``), so its log-likelihood is exact, which makes it the test bench for annealing
+    on continuous models. Sampled by HMC.
+    """
+    _check_sizes(dim=dim, n_experts=n_experts)
+    g = Graph()
+    g.add_block("x", Gaussian(dim, learn_loc=False), visible=True)
+    g.add_factor(ProjectedStudentT("x", n_experts, df=df, name="experts"))
+    return EnergyModel(g)
+
+
+def upoe_log_z(model: EnergyModel) -> float:
+    """The exact log Z of ``upoe(dim, J)``: (dim - J) log(2 pi) / 2 whatever the parameters."""
+    dim, experts = model.units["x"].n, model.factors["experts"].n_experts
+    return 0.5 * (dim - experts) * math.log(2 * math.pi)
 
 
 def _param_or_none(value, shape, name):

@@ -11,6 +11,7 @@ from torch import Tensor
 from ebm.base import FactorizedBase
 from ebm.model import EnergyModel
 from estimators.exact import choose_sum_out
+from samplers.hmc import hmc_step
 
 __all__ = ["GeometricPath", "PathTerms"]
 
@@ -61,7 +62,10 @@ class GeometricPath:
 
     ``transition`` is one block Gibbs sweep that leaves p_beta invariant: S drawn afresh first (so
     the chain on x_-S is Markov), then the other colour classes in order (reversed with
-    ``reverse=True``).
+    ``reverse=True``). A continuous block with a factor that is not linear (nor quadratic) in it
+    (an under-complete product of experts) cannot be drawn from its conditional: it takes one HMC
+    transition on -log f_beta instead (``hmc_steps`` leapfrog steps of ``hmc_step_size``), which
+    leaves p_beta invariant too.
 
     ``clamp`` (block -> values, one row per chain) holds blocks fixed: the path then runs from the
     base to the model conditioned on them, and log Z_1 is log Z(x_clamped) = log of the sum of
@@ -76,7 +80,10 @@ class GeometricPath:
         base: FactorizedBase | None = None,
         sum_out=None,
         clamp: dict[str, Tensor] | None = None,
+        hmc_step_size: float = 0.1,
+        hmc_steps: int = 10,
     ):
+        self.hmc_step_size, self.hmc_steps = float(hmc_step_size), int(hmc_steps)
         self.clamp = self._check_clamp(model, clamp)
         free = [b for b in model.blocks if b not in self.clamp]
         if base is None:
@@ -245,7 +252,20 @@ class GeometricPath:
         for group in reversed(self.groups) if reverse else self.groups:
             stats = m.statistics(x)
             new = {}
+            smooth = [b for b in group if m.nonlinear_factors(b)]
+            if smooth:
+                moved, _ = hmc_step(
+                    lambda s: -self.log_f(beta, self.terms(s)),
+                    {b: x[b] for b in self.chain_blocks},
+                    smooth,
+                    self.hmc_step_size,
+                    self.hmc_steps,
+                    generator,
+                )
+                new.update({b: moved[b] for b in smooth})
             for b in group:
+                if b in smooth:
+                    continue
                 nat = beta * m.natural(b, x, stats)
                 if b in self.base_natural:
                     nat = nat + (1.0 - beta) * self.base_natural[b]

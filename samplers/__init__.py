@@ -1,7 +1,18 @@
 """samplers: MCMC kernels and runners over ``ebm`` models (imports ``ebm`` only)."""
 
-from samplers.contrastive import CD, PCD, MeanFieldPCD
+from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD
 from samplers.gibbs import BlockGibbs
+from samplers.hmc import HMC, hmc_step
 from samplers.observers import RunningMean, Trace
 
-__all__ = ["BlockGibbs", "CD", "PCD", "MeanFieldPCD", "RunningMean", "Trace"]
+__all__ = [
+    "HMC",
+    "hmc_step",
+    "BlockGibbs",
+    "CD",
+    "PCD",
+    "MeanFieldPCD",
+    "HMCCD",
+    "RunningMean",
+    "Trace",
+]

@@ -5,6 +5,7 @@ from ebm.factors.bias import Bias
 from ebm.factors.covariance import CovariancePooling
 from ebm.factors.dense import Dense
 from ebm.factors.emission import BernoulliEmission, CategoricalEmission, GaussianEmission
+from ebm.factors.experts import ProjectedStudentT
 from ebm.factors.student import StudentT
 from ebm.factors.three_way import Factored3Way, ThirdOrder
 from ebm.factors.tied import TiedBias, TiedDense
@@ -17,6 +18,7 @@ __all__ = [
     "Factored3Way",
     "CovariancePooling",
     "StudentT",
+    "ProjectedStudentT",
     "TiedDense",
     "BernoulliEmission",
     "CategoricalEmission",
