@@ -10,6 +10,7 @@ from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
 from ebm.io import load, save
 from ebm.model import EnergyModel
+from ebm.score_matching import fit_score_matching, fit_upoe_greedily, score_matching_loss
 from ebm.training import History, fit, linear_decay
 
 __version__ = "0.1.0"
@@ -24,11 +25,14 @@ __all__ = [
     "datasets",
     "factors",
     "fit",
+    "fit_score_matching",
+    "fit_upoe_greedily",
     "inference",
     "linear_decay",
     "load",
     "models",
     "pretrain_dbm",
     "save",
+    "score_matching_loss",
     "units",
 ]
