@@ -2,11 +2,11 @@
 
 from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD
 from samplers.gibbs import BlockGibbs
-from samplers.hmc import HMC, hmc_step
+from samplers.hmc import BatchedHMC, hmc_step
 from samplers.observers import RunningMean, Trace
 
 __all__ = [
-    "HMC",
+    "BatchedHMC",
     "hmc_step",
     "BlockGibbs",
     "CD",

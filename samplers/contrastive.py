@@ -9,7 +9,7 @@ import torch
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from samplers.gibbs import BlockGibbs
-from samplers.hmc import HMC
+from samplers.hmc import BatchedHMC
 
 __all__ = ["CD", "PCD", "MeanFieldPCD", "HMCCD"]
 
@@ -147,7 +147,7 @@ class HMCCD:
 
     def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
         blocks = [b for b in data if not model.units[b].discrete]
-        hmc = HMC(model, blocks, self.step_size, self.num_steps, generator)
+        hmc = BatchedHMC(model, blocks, self.step_size, self.num_steps, generator)
         state = {b: x for b, x in data.items() if b not in hmc.sum_out}
         for _ in range(self.k):
             state = hmc.step(state)

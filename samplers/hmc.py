@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
 
-__all__ = ["HMC", "hmc_step"]
+__all__ = ["BatchedHMC", "hmc_step"]
 
 State = dict[str, Tensor]
 
@@ -66,7 +66,7 @@ def hmc_step(
     return out, accept_prob
 
 
-class HMC:
+class BatchedHMC:
     """HMC on the continuous blocks of a model (``blocks``, default: every continuous block), the
     other blocks summed out where they can be (the potential is the free energy F of the kept
     blocks, e.g. a product of Student-t experts with its Gamma precisions summed out) and held

@@ -49,7 +49,7 @@ def test_hmc_matches_the_known_second_moments():
     exact = (
         w.T @ torch.diag(sigma**2 * nu / (nu - 2)) @ w + torch.eye(3, dtype=torch.float64) - w.T @ w
     )
-    hmc = samplers.HMC(
+    hmc = samplers.BatchedHMC(
         model, step_size=0.3, num_steps=8, generator=torch.Generator().manual_seed(4)
     )
     state = hmc.warmup(hmc.init(2000), 50)

@@ -25,7 +25,7 @@ class ProjectedStudentT(Factor):
 
     x_perp the part of x outside the span of W: a normalised density up to the complement's
     Gaussian constant, log Z = (D - J) log(2 pi) / 2 exactly (``ebm.models.upoe_log_z``). The
-    energy is not linear in x, so x is sampled by HMC (``samplers.HMC``) and annealed with HMC
+    energy is not linear in x, so x is sampled by HMC (``samplers.BatchedHMC``) and annealed with HMC
     transitions. ``df`` (default 5) and ``scale`` (default 1) set the starting experts.
     """
 
