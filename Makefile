@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,diagnostics,distributed
+EXTRAS ?= dev,diagnostics,distributed,pyro
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint install clean

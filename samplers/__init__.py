@@ -4,9 +4,12 @@ from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC, hmc_step
 from samplers.observers import RunningMean, Trace
+from samplers.pyro_mcmc import HMC, NUTS
 
 __all__ = [
     "BatchedHMC",
+    "HMC",
+    "NUTS",
     "hmc_step",
     "BlockGibbs",
     "CD",

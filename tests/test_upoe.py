@@ -175,3 +175,32 @@ def test_greedy_learning_adds_experts_that_raise_the_likelihood():
 
     gap = per_example(upoe(4, 2, seed=14, df=3.0)) - per_example(model)
     assert abs(float(gap.mean())) < 3 * float(gap.std() / math.sqrt(len(gap)))
+
+
+@pytest.mark.parametrize("kind", ["NUTS", "HMC"])
+def test_pyro_samplers_match_the_known_second_moments(kind):
+    """pyro's NUTS and HMC on the free energy: 2 chains of 400 draws after 200 adaptation steps;
+    every second moment within 4 standard errors (sd / sqrt(bulk ESS), arviz; ESS above 100) of
+    the exact value, and split R-hat below 1.05."""
+    az = pytest.importorskip("arviz")
+    model = upoe(3, 2, seed=3, df=8.0)
+    f = model.factors["experts"]
+    w = f.projection.detach()
+    nu, sigma = f.log_df.exp().detach(), f.log_scale.exp().detach()
+    exact = (
+        w.T @ torch.diag(sigma**2 * nu / (nu - 2)) @ w + torch.eye(3, dtype=torch.float64) - w.T @ w
+    )
+    sampler = getattr(samplers, kind)(model) if kind == "NUTS" else samplers.HMC(model, num_steps=8)
+    draws = sampler.run(
+        400, warmup_steps=200, num_chains=2, generator=torch.Generator().manual_seed(0)
+    )
+    x = draws["x"]  # (chains, draws, 3)
+    assert x.shape == (2, 400, 3)
+    for i in range(3):
+        for j in range(i, 3):
+            prod = (x[..., i] * x[..., j]).numpy()
+            ess = float(az.ess(prod))
+            assert ess > 100, (i, j, ess)  # the chains move: the error bar below is not vacuous
+            se = float(prod.std()) / math.sqrt(ess)
+            assert abs(float(prod.mean()) - float(exact[i, j])) < 4 * se, (i, j, ess)
+            assert float(az.rhat(prod)) < 1.05
