@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,diagnostics,distributed,pyro
+EXTRAS ?= dev,diagnostics,distributed,pyro,jax
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint install clean

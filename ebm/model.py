@@ -301,6 +301,13 @@ class EnergyModel(nn.Module):
         """Blocks that are not visible."""
         return [b for b in self.blocks if b not in self.visible]
 
+    def to_jax(self, blocks=None):
+        """A JAX version of the free energy of ``blocks`` (default: the visible ones, the rest
+        summed out): ``ebm.jax_export.to_jax``. Needs the optional JAX dependency."""
+        from ebm.jax_export import to_jax
+
+        return to_jax(self, blocks)
+
     # --- persistence -----------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description of the graph (no parameters, no code)."""

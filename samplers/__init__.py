@@ -3,6 +3,7 @@
 from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC, hmc_step
+from samplers.numpyro_mcmc import NumPyroNUTS
 from samplers.observers import RunningMean, Trace
 from samplers.pyro_mcmc import HMC, NUTS
 
@@ -10,6 +11,7 @@ __all__ = [
     "BatchedHMC",
     "HMC",
     "NUTS",
+    "NumPyroNUTS",
     "hmc_step",
     "BlockGibbs",
     "CD",
