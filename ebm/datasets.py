@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "image_patches",
+    "pca_whitening",
     "lagged",
     "MNIST_MD5",
     "bars_and_stripes",
@@ -459,3 +461,41 @@ def lagged(sequences, order: int) -> dict[str, torch.Tensor]:
         pasts.append(windows[:, :order].flatten(1))
         frames.append(windows[:, order])
     return {"past": torch.cat(pasts), "v": torch.cat(frames)}
+
+
+def image_patches(
+    n: int, size: int = 8, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """n random size x size grey-level patches of scikit-learn's two bundled photographs (drawn in
+    turn, positions uniform with ``seed``), intensities in [0, 1], each patch's mean removed:
+    shape (n, size * size). Ships with scikit-learn, so no download."""
+    from sklearn.datasets import load_sample_images
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ValueError(f"size must be an int >= 2, got {size!r}")
+    _check_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    images = [
+        torch.tensor(img, dtype=torch.float64).mean(-1) / 255 for img in load_sample_images().images
+    ]
+    out = []
+    for k in range(n):
+        img = images[k % len(images)]
+        i = int(torch.randint(img.shape[0] - size, (1,), generator=g))
+        j = int(torch.randint(img.shape[1] - size, (1,), generator=g))
+        out.append(img[i : i + size, j : j + size].flatten())
+    x = torch.stack(out)
+    return (x - x.mean(1, keepdim=True)).to(dtype)
+
+
+def pca_whitening(train: torch.Tensor, drop: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, mean) such that (x - mean) @ W has identity covariance on ``train``, dropping the
+    ``drop`` directions of smallest variance (1 for mean-removed patches, whose mean direction has
+    none): W has shape (D, D - drop). Its columns are eigenvectors of the covariance divided by the
+    square roots of their eigenvalues."""
+    mean = train.mean(0)
+    values, vectors = torch.linalg.eigh(torch.cov((train - mean).T))
+    values, vectors = values[drop:], vectors[:, drop:]
+    return vectors / values.sqrt(), mean

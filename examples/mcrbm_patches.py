@@ -29,39 +29,12 @@ import time
 from pathlib import Path
 
 import torch
-from sklearn.datasets import load_sample_images
 
 import ebm
 import estimators
 import samplers
 
 SIDE = 6
-
-
-def patches(n: int, generator: torch.Generator) -> torch.Tensor:
-    """n random SIDE x SIDE grey-level patches of the bundled photographs, each patch's mean
-    removed: shape (n, SIDE * SIDE)."""
-    images = [
-        torch.tensor(img, dtype=torch.float64).mean(-1) / 255 for img in load_sample_images().images
-    ]
-    out = []
-    for k in range(n):
-        img = images[k % len(images)]
-        i = int(torch.randint(img.shape[0] - SIDE, (1,), generator=generator))
-        j = int(torch.randint(img.shape[1] - SIDE, (1,), generator=generator))
-        out.append(img[i : i + SIDE, j : j + SIDE].flatten())
-    x = torch.stack(out)
-    return x - x.mean(1, keepdim=True)
-
-
-def whitening(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, mean) with (x - mean) @ W white on ``train``; the smallest-variance direction (the
-    removed patch mean) is dropped, so W is (SIDE^2, SIDE^2 - 1)."""
-    mean = train.mean(0)
-    cov = torch.cov((train - mean).T)
-    values, vectors = torch.linalg.eigh(cov)
-    values, vectors = values[1:], vectors[:, 1:]
-    return vectors / values.sqrt(), mean
 
 
 def gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> estimators.Estimate:
@@ -167,8 +140,8 @@ def main() -> None:
         args.train, args.test, args.epochs = 1000, 500, 2
     args.out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed)
-    raw = patches(args.train + args.test, g)
-    white, mean = whitening(raw[: args.train])
+    raw = ebm.datasets.image_patches(args.train + args.test, size=SIDE, seed=args.seed)
+    white, mean = ebm.datasets.pca_whitening(raw[: args.train])
     data = ((raw - mean) @ white).float()
     train, test = data[: args.train], data[args.train :]
     dim = train.shape[1]
