@@ -36,7 +36,9 @@ PUBLISHED = {"log_z": 356.18, "log_z_interval": [356.06, 356.29], "test_bound": 
 
 
 def train(data, args, out: Path) -> tuple[ebm.EnergyModel, dict]:
-    """Pretraining (CD-1, batches of 100, lr --pretrain-lr, momentum 0.9, weight decay 2e-4) and
+    """Pretraining (CD-1, batches of 100, lr --pretrain-lr, momentum --pretrain-momentum, weight
+    decay 2e-4; the doubled layers double the gradients of their tied weights, so the rate is half
+    what an ordinary RBM would take) and
     joint training (MeanFieldPCD: --chains persistent chains, --gibbs sweeps per update,
     --mf-sweeps mean-field sweeps; lr --lr decaying linearly to 0 over --epochs, momentum 0.9,
     weight decay 2e-4). Returns the model and the stage times in seconds."""
@@ -54,7 +56,7 @@ def train(data, args, out: Path) -> tuple[ebm.EnergyModel, dict]:
         epochs=args.pretrain_epochs,
         batch_size=100,
         lr=args.pretrain_lr,
-        momentum=0.9,
+        momentum=args.pretrain_momentum,
         weight_decay=2e-4,
         generator=gen,
         checkpoint=out / "pretrain.ckpt",
@@ -109,9 +111,10 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="directory with the four MNIST IDX files")
     parser.add_argument("--layers", type=int, nargs="+", default=[500, 1000])
     parser.add_argument("--pretrain-epochs", type=int, default=100)
-    parser.add_argument("--pretrain-lr", type=float, default=0.05)
+    parser.add_argument("--pretrain-lr", type=float, default=0.01)
+    parser.add_argument("--pretrain-momentum", type=float, default=0.5)
     parser.add_argument("--epochs", type=int, default=300, help="joint training epochs")
-    parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--chains", type=int, default=100, help="persistent chains")
     parser.add_argument("--gibbs", type=int, default=5, help="Gibbs sweeps per update")
     parser.add_argument("--mf-sweeps", type=int, default=10, help="mean-field sweeps per batch")
