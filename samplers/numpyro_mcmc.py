@@ -66,4 +66,4 @@ class NumPyroNUTS:
         )
         mcmc.run(jax.random.PRNGKey(seed), init_params=init)
         draws = mcmc.get_samples(group_by_chain=True)
-        return {b: torch.from_numpy(np.asarray(x)) for b, x in draws.items()}
+        return {b: torch.from_numpy(np.array(x)) for b, x in draws.items()}
