@@ -4,7 +4,7 @@ Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below
 (MCMC kernels) and ``estimators`` (log Z and log-likelihood); it never imports them.
 """
 
-from ebm import chains, datasets, factors, inference, models, units
+from ebm import chains, datasets, factors, inference, models, plots, units
 from ebm.base import FactorizedBase, base_rate
 from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
@@ -31,6 +31,7 @@ __all__ = [
     "linear_decay",
     "load",
     "models",
+    "plots",
     "pretrain_dbm",
     "save",
     "score_matching_loss",

@@ -12,7 +12,7 @@ import torch
 
 from ebm.model import EnergyModel
 from estimators.estimate import Estimate
-from estimators.exact import choose_sum_out, enumerate_states
+from estimators.exact import exact_free_energy, free_energy_plan
 
 __all__ = ["exact_conditional_log_likelihood"]
 
@@ -28,10 +28,10 @@ def exact_conditional_log_likelihood(
     F the free energy with h summed out (they must be summable together). Z(g) sums the unclamped
     blocks: a summable set S of them (every continuous block among them, chosen to leave the
     fewest states, as ``exact_log_z`` does) analytically, the rest by enumerating their joint
-    configurations (at most ``max_states``) for each example, in float64. So a CRBM with Gaussian
-    visibles enumerates its hidden units and integrates v. The value is exact for these examples;
-    ``stderr`` is the standard error of the mean over examples (its error as an estimate of the
-    expected conditional log-likelihood).
+    configurations (at most ``max_states``) for each example, in float64 (``exact_free_energy``).
+    So a CRBM with Gaussian visibles enumerates its hidden units and integrates v. The value is
+    exact for these examples; ``stderr`` is the standard error of the mean over examples (its error
+    as an estimate of the expected conditional log-likelihood).
     """
     start = time.perf_counter()
     given = [given] if isinstance(given, str) else list(given)
@@ -43,27 +43,14 @@ def exact_conditional_log_likelihood(
     if not free:
         raise ValueError("every visible block is given: nothing to predict")
     model.summable(model.hidden())
-    unclamped = [b for b in model.blocks if b not in given]
-    sum_out = choose_sum_out(model, among=unclamped)
-    enumerated = [b for b in unclamped if b not in sum_out]
-    size = math.prod(model.units[b].num_states for b in enumerated)
-    if size > max_states:
-        raise ValueError(
-            f"the unclamped blocks {enumerated} have {size:,.0f} joint states to enumerate after "
-            f"summing out {sum_out}; the limit is max_states={max_states:,}"
-        )
-    model = copy.deepcopy(model).double()  # float64 throughout, the caller's model untouched
-    state = {b: x.double() for b, x in state.items()}
-    configs = enumerate_states(model, enumerated, 0, int(size))
+    sum_out, enumerated, _ = free_energy_plan(model, given, max_states)
     n = next(iter(state.values())).shape[0]
-    values = []
     with torch.no_grad():
-        f_data = model.free_energy({b: state[b] for b in model.visible})
-        for i in range(n):
-            rows = {b: state[b][i : i + 1].expand(int(size), *state[b].shape[1:]) for b in given}
-            f_all = model.free_energy({**rows, **configs}, sum_out=sum_out)
-            values.append(float(-f_data[i] - torch.logsumexp(-f_all, 0)))
-    v = torch.tensor(values, dtype=torch.float64)
+        f_data = (
+            copy.deepcopy(model).double().free_energy({b: state[b].double() for b in model.visible})
+        )
+        log_z_given = -exact_free_energy(model, {b: state[b] for b in given}, max_states)
+    v = (-f_data - log_z_given).cpu()
     return Estimate(
         value=float(v.mean()),
         kind="point",

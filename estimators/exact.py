@@ -17,6 +17,7 @@ __all__ = [
     "exact_log_z",
     "exact_samples",
     "exact_free_energy",
+    "free_energy_plan",
     "choose_sum_out",
     "enumerate_states",
 ]
@@ -177,24 +178,36 @@ def exact_log_z(
     )
 
 
-def exact_free_energy(
-    model: EnergyModel, data, max_states: int = 2**16, chunk_size: int = 2**16
-) -> torch.Tensor:
-    """F(v) = -log sum_h exp(-E(v, h)) per example (float64), also where the hidden blocks cannot
-    be summed out together (a DBM's layers): a summable set S of them is summed analytically and
-    the others R enumerated (``choose_sum_out`` among the hidden blocks; for a 2-layer DBM, h1
-    summed and h2 enumerated or the other way round, whichever leaves fewer states). Refuses when
-    R has more than ``max_states`` joint states. Computed on a float64 copy of the model."""
-    state = model.validate_data(data)
-    hidden = [b for b in model.blocks if b not in state]
-    sum_out = choose_sum_out(model, among=hidden)
-    rest = [b for b in hidden if b not in sum_out]
+def free_energy_plan(
+    model: EnergyModel, kept, max_states: int = 2**16
+) -> tuple[list[str], list[str], int]:
+    """(S, R, |R|) for a free energy of the ``kept`` blocks: S the summable set among the other
+    blocks that leaves the fewest states (every continuous one included; ``choose_sum_out``), R the
+    rest of them, enumerated per example, and their number of joint states. Refuses (ValueError)
+    above ``max_states``."""
+    others = [b for b in model.blocks if b not in set(kept)]
+    sum_out = choose_sum_out(model, among=others)
+    rest = [b for b in others if b not in sum_out]
     size = math.prod(int(model.units[b].num_states) for b in rest)
     if size > max_states:
         raise ValueError(
-            f"the free energy would enumerate {size:,} states of blocks {rest} per example after "
-            f"summing out {sum_out}; the limit is max_states={max_states:,}"
+            f"the free energy would enumerate {size:,} joint states of blocks {rest} per example "
+            f"after summing out {sum_out}; the limit is max_states={max_states:,}"
         )
+    return sum_out, rest, size
+
+
+def exact_free_energy(
+    model: EnergyModel, data, max_states: int = 2**16, chunk_size: int = 2**16
+) -> torch.Tensor:
+    """F(x) = -log sum exp(-E) over the blocks missing from ``data``, per example (float64), also
+    where they cannot be summed out together (a DBM's hidden layers, a conditional model's free
+    blocks): the set S of ``free_energy_plan`` is summed analytically and the others R enumerated
+    (for a 2-layer DBM, h1 summed and h2 enumerated or the other way round, whichever leaves fewer
+    states). Refuses when R has more than ``max_states`` joint states. Computed on a float64 copy
+    of the model, ``chunk_size`` joint configurations at a time."""
+    state = model.validate_data(data)
+    sum_out, rest, size = free_energy_plan(model, list(state), max_states)
     m = copy.deepcopy(model).to(torch.float64)
     configs = enumerate_states(m, rest, 0, size, torch.float64)
     n = next(iter(state.values())).shape[0]

@@ -134,6 +134,8 @@ class GeometricPath:
             for group in model.schedule
         ]
         self.groups = [g for g in groups if g]
+        # blocks with a factor neither linear nor quadratic in them: moved by HMC, not Gibbs
+        self.smooth = {b for g in self.groups for b in g if model.nonlinear_factors(b)}
 
     @staticmethod
     def _check_clamp(model: EnergyModel, clamp) -> dict[str, Tensor]:
@@ -252,7 +254,7 @@ class GeometricPath:
         for group in reversed(self.groups) if reverse else self.groups:
             stats = m.statistics(x)
             new = {}
-            smooth = [b for b in group if m.nonlinear_factors(b)]
+            smooth = [b for b in group if b in self.smooth]
             if smooth:
                 moved, _ = hmc_step(
                     lambda s: -self.log_f(beta, self.terms(s)),

@@ -31,28 +31,15 @@ SIDE = 8
 
 
 def save_filters(model: ebm.EnergyModel, white: torch.Tensor, path: Path) -> None:
-    """Each constraint w_j acts on whitened x / s; in pixels it is W_white w_j (shown on a
-    symmetric grey scale), ordered by the norm of w_j."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Each constraint w_j acts on whitened x / s; in pixels it is W_white w_j, ordered by the
+    norm of w_j."""
     w = model.factors["constraints"].weight.detach()
     pixels = (white @ w).T
     order = torch.argsort(-w.norm(dim=0))
-    cols = 9
-    rows = math.ceil(len(order) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols, rows))
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, j in zip(axes.flat, order.tolist(), strict=False):
-        img = pixels[j].reshape(SIDE, SIDE)
-        lim = float(img.abs().max())
-        ax.imshow(img, cmap="gray", vmin=-lim, vmax=lim)
-    fig.suptitle("Product of Student-t: constraint filters (pixels)")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    images = pixels[order].reshape(-1, SIDE, SIDE)
+    ebm.plots.filter_grid(
+        images, path, "Product of Student-t: constraint filters (pixels)", cols=9, dpi=100
+    )
 
 
 def main() -> None:

@@ -100,27 +100,12 @@ def train_model(model, data, args, generator) -> float:
 
 def save_filters(model: ebm.EnergyModel, white: torch.Tensor, path: Path) -> None:
     """The covariance filters C as pixel-space filters W C (what each applies to a raw patch),
-    ordered by their largest pooling weight, on a symmetric colour scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    ordered by their largest pooling weight."""
     cov = model.factors["covariance"]
     filters = (white.float() @ cov.filters.detach()).T  # (F, SIDE^2)
     order = torch.argsort(-cov.pooling.detach().abs().max(1).values)
-    cols = 8
-    rows = math.ceil(len(order) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows))
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, f in zip(axes.flat, order.tolist(), strict=False):
-        img = filters[f].reshape(SIDE, SIDE)
-        lim = float(img.abs().max())
-        ax.imshow(img, cmap="gray", vmin=-lim, vmax=lim)
-    fig.suptitle("mcRBM covariance filters (pixel space)")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    images = filters[order].reshape(-1, SIDE, SIDE)
+    ebm.plots.filter_grid(images, path, "mcRBM covariance filters (pixel space)", cols=8)
 
 
 def main() -> None:

@@ -88,22 +88,9 @@ def train(data, args, out: Path) -> tuple[ebm.EnergyModel, dict]:
 
 
 def save_filters(model: ebm.EnergyModel, path: Path, count: int = 100) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The first ``count`` columns of W1 as 28x28 images."""
     w = model.factors["w1"].weight.detach().cpu()[:, :count].T
-    side = math.ceil(math.sqrt(len(w)))
-    fig, axes = plt.subplots(side, side, figsize=(side, side))
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, f in zip(axes.flat, w, strict=False):
-        lim = float(f.abs().max())
-        ax.imshow(f.reshape(28, 28), cmap="gray", vmin=-lim, vmax=lim)
-    fig.suptitle("DBM first-layer filters")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    ebm.plots.filter_grid(w.reshape(-1, 28, 28), path, "DBM first-layer filters", dpi=100)
 
 
 def main() -> None:

@@ -16,6 +16,29 @@ def upoe(dim, experts, seed, df=6.0):
     return ebm.models.upoe(dim, experts, df=df).double()
 
 
+def second_moments(model):
+    """E[x x^T] = W^T diag(var_j) W + (I - W^T W), var_j = sigma_j^2 nu_j / (nu_j - 2), of a UPoE."""
+    f = model.factors["experts"]
+    w = f.projection.detach()
+    nu, sigma = f.log_df.exp().detach(), f.log_scale.exp().detach()
+    eye = torch.eye(w.shape[1], dtype=torch.float64)
+    return w.T @ torch.diag(sigma**2 * nu / (nu - 2)) @ w + eye - w.T @ w
+
+
+def assert_chains_match(x, exact, az):
+    """Draws x (chains, draws, D): every second moment within 4 standard errors (sd / sqrt(bulk
+    ESS), the ESS above 100 so that the error bar is not vacuous) and split R-hat below 1.05."""
+    dim = x.shape[-1]
+    for i in range(dim):
+        for j in range(i, dim):
+            prod = (x[..., i] * x[..., j]).numpy()
+            ess = float(az.ess(prod))
+            assert ess > 100, (i, j, ess)
+            se = float(prod.std()) / math.sqrt(ess)
+            assert abs(float(prod.mean()) - float(exact[i, j])) < 4 * se, (i, j, ess)
+            assert float(az.rhat(prod)) < 1.05
+
+
 def test_log_z_is_exact_and_the_projection_stays_orthonormal():
     """2-D quadrature of exp(-E) gives (D - J) log(2 pi) / 2; W W^T = I after gradient steps."""
     model = upoe(2, 1, seed=0)
@@ -43,12 +66,7 @@ def test_hmc_matches_the_known_second_moments():
     """E[x x^T] = W^T diag(var_j) W + (I - W^T W), var_j = sigma_j^2 nu_j / (nu_j - 2): 2,000 HMC
     chains after a tuned warm-up agree within 4 standard errors, at a sensible acceptance rate."""
     model = upoe(3, 2, seed=3, df=8.0)
-    f = model.factors["experts"]
-    w = f.projection.detach()
-    nu, sigma = f.log_df.exp().detach(), f.log_scale.exp().detach()
-    exact = (
-        w.T @ torch.diag(sigma**2 * nu / (nu - 2)) @ w + torch.eye(3, dtype=torch.float64) - w.T @ w
-    )
+    exact = second_moments(model)
     hmc = samplers.BatchedHMC(
         model, step_size=0.3, num_steps=8, generator=torch.Generator().manual_seed(4)
     )
@@ -184,26 +202,14 @@ def test_pyro_samplers_match_the_known_second_moments(kind):
     the exact value, and split R-hat below 1.05."""
     az = pytest.importorskip("arviz")
     model = upoe(3, 2, seed=3, df=8.0)
-    f = model.factors["experts"]
-    w = f.projection.detach()
-    nu, sigma = f.log_df.exp().detach(), f.log_scale.exp().detach()
-    exact = (
-        w.T @ torch.diag(sigma**2 * nu / (nu - 2)) @ w + torch.eye(3, dtype=torch.float64) - w.T @ w
-    )
+    exact = second_moments(model)
     sampler = getattr(samplers, kind)(model) if kind == "NUTS" else samplers.HMC(model, num_steps=8)
     draws = sampler.run(
         400, warmup_steps=200, num_chains=2, generator=torch.Generator().manual_seed(0)
     )
     x = draws["x"]  # (chains, draws, 3)
     assert x.shape == (2, 400, 3)
-    for i in range(3):
-        for j in range(i, 3):
-            prod = (x[..., i] * x[..., j]).numpy()
-            ess = float(az.ess(prod))
-            assert ess > 100, (i, j, ess)  # the chains move: the error bar below is not vacuous
-            se = float(prod.std()) / math.sqrt(ess)
-            assert abs(float(prod.mean()) - float(exact[i, j])) < 4 * se, (i, j, ess)
-            assert float(az.rhat(prod)) < 1.05
+    assert_chains_match(x, exact, az)
 
 
 def test_jax_free_energy_equals_the_torch_one():
@@ -234,22 +240,10 @@ def test_numpyro_nuts_matches_the_known_second_moments():
     pytest.importorskip("numpyro")
     az = pytest.importorskip("arviz")
     model = upoe(3, 2, seed=3, df=8.0)
-    f = model.factors["experts"]
-    w = f.projection.detach()
-    nu, sigma = f.log_df.exp().detach(), f.log_scale.exp().detach()
-    exact = (
-        w.T @ torch.diag(sigma**2 * nu / (nu - 2)) @ w + torch.eye(3, dtype=torch.float64) - w.T @ w
-    )
+    exact = second_moments(model)
     draws = samplers.NumPyroNUTS(model).run(
         400, warmup_steps=200, num_chains=2, generator=torch.Generator().manual_seed(0)
     )
     x = draws["x"]
     assert x.shape == (2, 400, 3)
-    for i in range(3):
-        for j in range(i, 3):
-            prod = (x[..., i] * x[..., j]).numpy()
-            ess = float(az.ess(prod))
-            assert ess > 100, (i, j, ess)
-            se = float(prod.std()) / math.sqrt(ess)
-            assert abs(float(prod.mean()) - float(exact[i, j])) < 4 * se, (i, j, ess)
-            assert float(az.rhat(prod)) < 1.05
+    assert_chains_match(x, exact, az)
