@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ebm.base import base_rate
 from ebm.factors import Dense
 from ebm.factors.tied import TiedBias, TiedDense
 from ebm.graph import Graph
@@ -70,6 +71,7 @@ def pretrain_dbm(
     generator: torch.Generator | None = None,
     progress: bool = True,
     checkpoint: str | Path | None = None,
+    visible_bias: str = "base_rate",
     **fit_options,
 ) -> list[History]:
     """Pretrain the DBM ``model`` (``ebm.models.dbm``) greedily and copy the weights into it.
@@ -86,7 +88,13 @@ def pretrain_dbm(
     interrupted run called again with the same prefix resumes in the layer it stopped in (finished
     layers are replayed from their checkpoints, generator state included, at no training cost).
     An interrupted layer stops the pretraining (the returned history says so).
+
+    ``visible_bias``: ``"base_rate"`` (default) starts the bottom RBM's visible bias at the
+    logits of the smoothed data marginals (``ebm.base_rate``), so that the weights need not first
+    learn that most pixels are off; ``"zero"`` starts it at zero.
     """
+    if visible_bias not in ("base_rate", "zero"):
+        raise ValueError(f"visible_bias must be 'base_rate' or 'zero', got {visible_bias!r}")
     names = dbm_layers(model)
     sizes = [model.units[b].n for b in names]
     depth = len(sizes) - 1
@@ -100,6 +108,10 @@ def pretrain_dbm(
             device=model.device, dtype=model.dtype
         )
         inputs = {"below": x.repeat(1, below)}
+        if level == 1 and visible_bias == "base_rate":
+            rates = base_rate(model, {"v": x}).natural["v"]
+            with torch.no_grad():
+                rbm.factors["bias_below"].bias.copy_(rates)
         history = fit(
             rbm,
             inputs,
