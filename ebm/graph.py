@@ -123,7 +123,8 @@ class Graph:
         self, factor: Factor, num: int = 8
     ) -> tuple[frozenset[str], frozenset[str]]:
         """(nonlinear, quadratic): the blocks for which neither E_f = offset - natural . t nor, where
-        the factor gives a ``precision`` Q, E_f = offset - natural . t + t^T Q t / 2 holds at random
+        the factor gives a ``quadratic`` q, E_f = offset - natural . t + quadratic_energy(t, q)
+        (t^T Q t / 2 for a Gaussian's precision Q) holds at random
         states of the units (seeded), and the blocks where the quadratic form holds. Summing a
         nonlinear block out, or sampling it from its unit type's family, would be wrong, so the
         model refuses to. Built-in factors are exact by construction."""
@@ -143,15 +144,15 @@ class Graph:
                 predicted = factor.offset(b, stats) - (factor.natural(b, stats).flatten(1) * t).sum(
                     -1
                 )
-                q = factor.precision(b, stats)
+                q = factor.quadratic(b, stats)
                 if q is not None:
-                    if not self.units[b].accepts_precision:
+                    if self.units[b].quadratic_keyword is None:
                         raise ValueError(
                             f"factor {factor.name!r} is quadratic in block {b!r}, but "
-                            f"{type(self.units[b]).__name__} units take no precision term "
-                            f"(Gaussian units do)"
+                            f"{type(self.units[b]).__name__} units take no quadratic term "
+                            f"(Gaussian and MarkovChain units do)"
                         )
-                    predicted = predicted + 0.5 * torch.einsum("ni,nij,nj->n", t, q, t)
+                    predicted = predicted + self.units[b].quadratic_energy(stats[b], q)
                 scale = 1.0 + float(e.abs().max())
                 if not torch.allclose(e, predicted, rtol=0.0, atol=1e-4 * scale):
                     nonlinear.add(b)

@@ -59,7 +59,7 @@ def mean_field(
     when no mean moves by more than ``tol``. ``init`` gives starting means (default: each block's
     mean at zero natural parameters, 1/2 for Bernoulli units). Runs without gradients. Raises
     ValueError for hidden blocks with a base energy (continuous units: E_q[E] would need their
-    second moments) or a factor not linear in a hidden block.
+    second moments) or a factor not linear in a hidden block (a Markov chain's transitions).
     """
     if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
         raise ValueError(f"max_sweeps must be an int >= 1, got {max_sweeps!r}")
@@ -70,6 +70,11 @@ def mean_field(
             raise ValueError(
                 f"mean field here needs hidden units without a base energy; block {b!r} is "
                 f"{type(model.units[b]).__name__}"
+            )
+        if model.quadratic_factors(b):
+            raise ValueError(
+                f"mean field here needs hidden blocks whose units are independent given the rest; "
+                f"factor {model.quadratic_factors(b)[0]!r} couples the units of block {b!r}"
             )
     batch = next(iter(state.values())).shape[0]
     with torch.no_grad():

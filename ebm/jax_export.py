@@ -130,7 +130,7 @@ def to_jax(model: EnergyModel, blocks=None) -> JaxEnergy:
     sum_out = [b for b in model.blocks if b not in blocks]
     model.summable(sum_out)
     for b in sum_out:
-        if model.precision_factors(b):
+        if model.quadratic_factors(b):
             raise ValueError(f"to_jax cannot sum out block {b!r}: it has precision terms")
     units = {b: _unit_functions(model.units[b]) for b in model.blocks}
     factors = {name: _factor_function(f) for name, f in model.factors.items()}

@@ -5,14 +5,15 @@ statistics t_u(x_u) and unit base energies E_0,u, the energy is
 
     E(x) = sum_u E_0,u(x_u) + sum_f E_f(t).
 
-Every factor is linear in the statistic of each block it touches once (or quadratic in a Gaussian
-block, adding a precision Q_u), so a block u that no factor couples to another summed-out block can
-be summed out analytically:
+Every factor is linear in the statistic of each block it touches once (or quadratic in a block
+whose unit type takes a quadratic term q_u: a Gaussian's precision, a Markov chain's log
+transition potentials), so a block u that no factor couples to another summed-out block can be
+summed out analytically:
 
     sum_{x_u} exp(-E(x)) = exp(-[E_rest - A_u(eta_u)]),   eta_u = sum_{f touching u} natural_f(u),
 
 where E_rest holds the other terms with t_u set to zero and A_u is the unit type's log-partition
-(A_u(eta_u, Q_u) with a precision).
+(A_u(eta_u, q_u) with a quadratic term).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class EnergyModel(nn.Module):
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
-        # factors whose energy is quadratic in a block (adding to its precision), and those that
+        # factors whose energy is quadratic in a block (adding to its quadratic term), and those that
         # are neither linear nor quadratic in it (the graph is frozen: computed once)
         self._quadratic: dict[str, list[str]] = {
             b: [n for n in self._touching[b] if graph.factors[n].quadratic_in(b)]
@@ -148,7 +149,7 @@ class EnergyModel(nn.Module):
     def natural(self, block: str, state: State, stats: State | None = None) -> Tensor:
         """eta_block = sum of the natural-parameter contributions of the factors touching it.
 
-        Exact for factors linear (or quadratic, see ``precision``) in the block; independent of the
+        Exact for factors linear (or quadratic, see ``quadratic``) in the block; independent of the
         block's own current value.
         """
         if block not in self.units:
@@ -166,18 +167,19 @@ class EnergyModel(nn.Module):
             eta = eta + self.factors[name].natural(block, stats)
         return eta
 
-    def precision(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
-        """Q_block = sum of the quadratic coefficients of the factors quadratic in the block, shape
-        (batch, size, size), so that E = ... - eta . t + t^T Q t / 2 in t_block; None when every
-        factor touching the block is linear in it (its units are then independent given the rest).
-        """
+    def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
+        """q_block = sum of the quadratic coefficients of the factors quadratic in the block, so
+        that E = ... - eta . t + units.quadratic_energy(t, q) in t_block: a Gaussian's precision Q
+        (shape (batch, size, size)), a Markov chain's log transition potentials (batch, K, K). None
+        when every factor touching the block is linear in it (its units are then independent
+        given the rest)."""
         names = self._quadratic[block]
         if not names:
             return None
         stats = self.statistics(state) if stats is None else stats
         q = None
         for name in names:
-            term = self.factors[name].precision(block, stats)
+            term = self.factors[name].quadratic(block, stats)
             q = term if q is None else q + term
         return q
 
@@ -186,22 +188,24 @@ class EnergyModel(nn.Module):
         drawn from its unit type's family (use HMC) nor summed out."""
         return list(self._nonlinear[block])
 
-    def precision_factors(self, block: str) -> list[str]:
-        """Names of the factors quadratic in ``block`` (those adding to its precision)."""
+    def quadratic_factors(self, block: str) -> list[str]:
+        """Names of the factors quadratic in ``block`` (those adding to its quadratic term)."""
         return list(self._quadratic[block])
 
-    def _given_precision(self, block: str, state: State, stats: State | None) -> dict:
-        """``{"precision": Q}`` for a block with quadratic factors, else ``{}``: keyword arguments
-        for the unit type's methods."""
-        q = self.precision(block, state, stats)
-        return {} if q is None else {"precision": q}
+    def given_quadratic(self, block: str, q: Tensor | None) -> dict:
+        """``{keyword: q}`` (``Units.quadratic_keyword``, e.g. ``{"precision": Q}``) for a quadratic
+        coefficient q of ``block``, else ``{}``: keyword arguments for its unit type's methods."""
+        return {} if q is None else {self.units[block].quadratic_keyword: q}
+
+    def _given_quadratic(self, block: str, state: State, stats: State | None) -> dict:
+        return self.given_quadratic(block, self.quadratic(block, state, stats))
 
     def conditional(self, block: str, state: State) -> distributions.Distribution:
         """p(x_block | the other blocks of ``state``) as a torch.distributions object."""
         full = self.with_placeholders(state, [block])
         stats = self.statistics(full)
         return self.units[block].distribution(
-            self.natural(block, full, stats), **self._given_precision(block, full, stats)
+            self.natural(block, full, stats), **self._given_quadratic(block, full, stats)
         )
 
     def sample_block(
@@ -216,7 +220,7 @@ class EnergyModel(nn.Module):
         return self.units[block].sample(
             self.natural(block, state, stats),
             generator,
-            **self._given_precision(block, state, stats),
+            **self._given_quadratic(block, state, stats),
         )
 
     def with_placeholders(self, state: State, blocks) -> State:
@@ -282,7 +286,7 @@ class EnergyModel(nn.Module):
 
         S (``sum_out``) defaults to the blocks missing from ``state``; they must be summable
         together (see ``summable``). With S empty this is the energy. A block with quadratic
-        factors (a correlated Gaussian) contributes A_u(eta_u, Q_u).
+        factors (a correlated Gaussian, a Markov chain path) contributes A_u(eta_u, q_u).
         """
         if sum_out is None:
             sum_out = [b for b in self.blocks if b not in state]
@@ -293,7 +297,7 @@ class EnergyModel(nn.Module):
             extra = {}
             if self._quadratic[u]:
                 full = self.with_placeholders(state, sum_out) if full is None else full
-                extra = self._given_precision(u, full, None)
+                extra = self._given_quadratic(u, full, None)
             f = f - self.units[u].log_partition(n, **extra)
         return f
 

@@ -16,9 +16,11 @@ from ebm.factors import (
     Dense,
     Factored3Way,
     GaussianEmission,
+    InitialState,
     ProjectedStudentT,
     StudentT,
     ThirdOrder,
+    Transition,
 )
 from ebm.graph import Graph
 from ebm.model import EnergyModel
@@ -197,8 +199,9 @@ def pohmm(
     Blocks: ``x`` (visible: ``Bernoulli(length * dims)`` for ``emission="bernoulli"``,
     ``Categorical(length, symbols)`` for ``"categorical"``, ``Gaussian(length * dims)`` with scale
     sigma / sqrt(n_hmms) and a fixed zero loc for ``"gaussian"``) and one ``MarkovChain(length,
-    n_states)`` path per HMM (``s1``, ``s2``, ...; they own the initial and transition
-    probabilities), with an emission factor ``emission1``, ... between each path and x:
+    n_states)`` path per HMM (``s1``, ``s2``, ...), each with its own initial-state and transition
+    factors (``initial1``, ``transition1``, ...: ``ebm.factors.InitialState`` and
+    ``ebm.factors.Transition``) and an emission factor ``emission1``, ... between it and x:
 
         E(x, s) = -sum_m [log pi_m(s^m_1) + sum_t log A_m(s^m_{t-1}, s^m_t) + sum_t log B_m(x_t | s^m_t)].
 
@@ -240,7 +243,11 @@ def pohmm(
                 init_scale=init_scale,
                 name=f"emission{m}",
             )
-        factors.append(f)
+        factors += [
+            InitialState(f"s{m}", name=f"initial{m}"),
+            Transition(f"s{m}", name=f"transition{m}"),
+            f,
+        ]
     g.add_factor(*factors)
     return EnergyModel(g)
 

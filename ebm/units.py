@@ -35,10 +35,17 @@ class Units(nn.Module):
 
     #: whether the base energy E_0 is identically zero (true of every discrete unit type)
     has_base_energy: bool = False
-    #: whether factors may add a quadratic term 1/2 t^T Q t to the block's energy (then the
-    #: methods below take ``precision=Q``, shape (batch, size, size), and the block's units are no
-    #: longer independent given the rest: see ``Gaussian``)
-    accepts_precision: bool = False
+    #: the keyword under which ``distribution``, ``sample``, ``mean`` and ``log_partition`` take
+    #: the quadratic term that factors may add to the block's energy (its form is
+    #: ``quadratic_energy``), or None when the unit type takes none. Then the block's units are no
+    #: longer independent given the rest: ``"precision"`` for ``Gaussian`` (a precision Q),
+    #: ``"log_transition"`` for ``ebm.chains.MarkovChain`` (log transition potentials).
+    quadratic_keyword: str | None = None
+
+    def quadratic_energy(self, t: Tensor, q: Tensor) -> Tensor:
+        """The energy that the quadratic coefficient ``q`` (one per row) adds at statistics ``t``:
+        shape (batch,). Defined by the unit types with a ``quadratic_keyword``."""
+        raise NotImplementedError(f"{type(self).__name__} units take no quadratic term")
 
     def __init__(self, n: int):
         super().__init__()
@@ -329,7 +336,7 @@ class Gaussian(Units):
     """
 
     has_base_energy = True
-    accepts_precision = True
+    quadratic_keyword = "precision"
 
     def __init__(
         self,
@@ -375,6 +382,10 @@ class Gaussian(Units):
 
     def base_energy(self, x: Tensor) -> Tensor:
         return (0.5 * ((x - self.loc) / self.scale) ** 2).sum(-1)
+
+    def quadratic_energy(self, t: Tensor, q: Tensor) -> Tensor:
+        """t^T Q t / 2 per row (Q = ``precision``, shape (batch, n, n))."""
+        return 0.5 * torch.einsum("ni,nij,nj->n", t, q, t)
 
     def distribution(
         self, natural: Tensor, precision: Tensor | None = None

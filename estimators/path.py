@@ -23,16 +23,16 @@ class PathTerms:
     """What the unnormalised log-densities along the path need at one state x_-S: the factor
     energies that do not touch S (float64), the natural parameters of the summed-out blocks (model
     dtype and float64), the base energy (float64), the unit base energies of the kept blocks
-    (float64; not annealed) and the precisions of summed-out blocks with quadratic factors (model
-    dtype and float64)."""
+    (float64; not annealed) and the quadratic terms of summed-out blocks with quadratic factors
+    (a Gaussian's precision, a Markov chain's log transitions; model dtype and float64)."""
 
     e_rest: Tensor
     eta: dict[str, Tensor]
     eta64: dict[str, Tensor]
     e_base: Tensor | float
     e_units: Tensor | float = 0.0
-    precision: dict[str, Tensor] = field(default_factory=dict)
-    precision64: dict[str, Tensor] = field(default_factory=dict)
+    quadratic: dict[str, Tensor] = field(default_factory=dict)
+    quadratic64: dict[str, Tensor] = field(default_factory=dict)
 
 
 class GeometricPath:
@@ -61,9 +61,10 @@ class GeometricPath:
     (on MNIST-trained DBMs that one underestimates log Z by tens to hundreds of nats). Then
 
         log f_beta(x_-S) = -(1 - beta) E_A(x_A) - sum_u E_0,u(x_u) - beta E_rest(x_-S)
-                           + sum_{u in S} A_u(beta eta_u(x_-S), beta Q_u(x_-S)),
+                           + sum_{u in S} A_u(beta eta_u(x_-S), beta q_u(x_-S)),
 
-    with Q_u the precision that quadratic factors add to a Gaussian block (none for the others).
+    with q_u the quadratic term that quadratic factors add to a block (a Gaussian's precision, a
+    Markov chain's log transition potentials; none for the others).
 
     ``transition`` is one block Gibbs sweep that leaves p_beta invariant: S drawn afresh first (so
     the chain on x_-S is Markov), then the other colour classes in order (reversed with
@@ -228,29 +229,29 @@ class GeometricPath:
                 e_units = e_units + m.units[b].base_energy(x[b]).double()
         if isinstance(e_units, Tensor):
             e_rest = e_rest - e_units
-        precision = {}
-        if any(m.precision_factors(u) for u in self.sum_out):
+        quadratic = {}
+        if any(m.quadratic_factors(u) for u in self.sum_out):
             full = m.with_placeholders({b: x[b] for b in self.chain_blocks}, self.sum_out)
             stats = m.statistics(full)
             for u in self.sum_out:
-                q = m.precision(u, full, stats)
+                q = m.quadratic(u, full, stats)
                 if q is not None:
-                    precision[u] = q
+                    quadratic[u] = q
         return PathTerms(
             e_rest,
             eta,
             {u: n.double() for u, n in eta.items()},
             e_base,
             e_units,
-            precision,
-            {u: q.double() for u, q in precision.items()},
+            quadratic,
+            {u: q.double() for u, q in quadratic.items()},
         )
 
     def log_f(self, beta: float, t: PathTerms) -> Tensor:
         """log f_beta(x_-S), float64: shape (chains,)."""
         out = -(1.0 - beta) * t.e_base - beta * t.e_rest - t.e_units
         for u, n in t.eta64.items():
-            extra = {"precision": beta * t.precision64[u]} if u in t.precision64 else {}
+            extra = self.model.given_quadratic(u, _scaled(beta, t.quadratic64.get(u)))
             out = out + self.model.units[u].log_partition(beta * n, **extra)
         return out
 
@@ -266,7 +267,7 @@ class GeometricPath:
         m = self.model
         x = dict(x)
         for u in self.sum_out:
-            extra = {"precision": beta * t.precision[u]} if u in t.precision else {}
+            extra = m.given_quadratic(u, _scaled(beta, t.quadratic.get(u)))
             x[u] = m.units[u].sample(beta * t.eta[u], generator, **extra)
         for group in reversed(self.groups) if reverse else self.groups:
             stats = m.statistics(x)
@@ -288,8 +289,11 @@ class GeometricPath:
                 nat = beta * m.natural(b, x, stats)
                 if b in self.base_natural:
                     nat = nat + (1.0 - beta) * self.base_natural[b]
-                q = m.precision(b, x, stats)
-                extra = {} if q is None else {"precision": beta * q}
+                extra = m.given_quadratic(b, _scaled(beta, m.quadratic(b, x, stats)))
                 new[b] = m.units[b].sample(nat, generator, **extra)
             x.update(new)
         return {b: x[b] for b in self.chain_blocks}
+
+
+def _scaled(beta: float, q: Tensor | None) -> Tensor | None:
+    return None if q is None else beta * q

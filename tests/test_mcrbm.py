@@ -110,11 +110,11 @@ def test_precision_that_is_not_positive_definite_is_refused():
 # --- the graph and the factor ---------------------------------------------------------------------
 
 
-def test_quadratic_factor_needs_units_that_take_a_precision():
+def test_quadratic_factor_needs_units_that_take_a_quadratic_term():
     g = ebm.Graph()
     g.add_block("v", ebm.units.Bernoulli(3), visible=True)
     g.add_block("h", ebm.units.Bernoulli(2))
-    with pytest.raises(ValueError, match="Bernoulli units take no precision"):
+    with pytest.raises(ValueError, match="Bernoulli units take no quadratic term"):
         g.add_factor(CovariancePooling("v", "h", 2))
 
 
@@ -150,7 +150,7 @@ def test_wrong_quadratic_form_is_flagged_and_refused():
 def test_mcrbm_structure_and_save_load(tmp_path):
     model = random_mcrbm(3, 2, 2, 4, seed=0)
     assert model.schedule == [["v"], ["hc", "hm"]]
-    assert model.precision_factors("v") == ["covariance"]
+    assert model.quadratic_factors("v") == ["covariance"]
     assert model.factors["covariance"].quadratic_in("v")
     assert model.factors["covariance"].linear_in("hc")
     assert bool((model.factors["covariance"].pooling < 0).all())

@@ -37,8 +37,9 @@ def brute_joint(model):
 
 
 def hmm_parameters(model, m=1):
-    units, f = model.units[f"s{m}"], model.factors[f"emission{m}"]
-    return units.log_initial().exp().detach(), units.log_transition().exp().detach(), f
+    initial, transition = model.factors[f"initial{m}"], model.factors[f"transition{m}"]
+    f = model.factors[f"emission{m}"]
+    return initial.log_initial().exp().detach(), transition.log_transition().exp().detach(), f
 
 
 def test_categorical_hmm_likelihood_matches_hmmlearn_even_for_long_sequences():
@@ -96,25 +97,56 @@ def test_bernoulli_product_free_energy_is_minus_the_sum_of_hmm_log_likelihoods()
 
 
 def test_ffbs_and_forward_backward_match_the_exact_path_posterior():
-    """A 3-state chain of 4 steps with random unary terms: log_partition and the marginals agree
-    with enumeration of the 81 paths, and 20,000 FFBS draws are within the noise floor."""
-    torch.manual_seed(6)
-    units = ebm.chains.MarkovChain(4, 3, initial=torch.randn(3), transition=torch.randn(3, 3))
-    units = units.double()
-    eta = torch.randn(1, 4, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    """A 3-state chain of 4 steps with random unary terms and log transition potentials L (not
+    normalised): log_partition and the marginals agree with enumeration of the 81 paths, and
+    20,000 FFBS draws are within the noise floor; with normalised log pi and log A the prior's
+    A(0, L) is zero; without L the steps are independent categoricals."""
+    gen = torch.Generator().manual_seed(7)
+    units = ebm.chains.MarkovChain(4, 3)
+    eta = torch.randn(1, 4, 3, generator=gen, dtype=torch.float64)
+    log_t = torch.randn(1, 3, 3, generator=gen, dtype=torch.float64)
     paths = one_hot_paths(4, 3)
+    pairs = torch.stack([log_t[0][p[:-1], p[1:]].sum() for p in paths.argmax(-1)])
     with torch.no_grad():
-        log_w = (paths * eta).sum((1, 2)) - units.base_energy(paths)
+        log_w = (paths * eta).sum((1, 2)) + pairs
+        assert torch.allclose(-units.quadratic_energy(paths, log_t.expand(81, 3, 3)), pairs)
         p = torch.softmax(log_w, 0)
-        assert float(units.log_partition(eta)) == pytest.approx(float(torch.logsumexp(log_w, 0)))
-        assert torch.allclose(units.mean(eta)[0], (p[:, None, None] * paths).sum(0))
-        assert float(units.log_partition(torch.zeros_like(eta))) == pytest.approx(0.0, abs=1e-12)
+        log_z = float(units.log_partition(eta, log_t))
+        assert log_z == pytest.approx(float(torch.logsumexp(log_w, 0)), rel=1e-12)
+        assert torch.allclose(units.mean(eta, log_t)[0], (p[:, None, None] * paths).sum(0))
+        prior = torch.zeros_like(eta)
+        prior[:, 0] = torch.log_softmax(torch.randn(3, generator=gen, dtype=torch.float64), -1)
+        log_a = torch.log_softmax(log_t, -1)
+        assert float(units.log_partition(prior, log_a)) == pytest.approx(0.0, abs=1e-12)
+        independent = ebm.units.Categorical(4, 3)
+        assert torch.allclose(units.log_partition(eta), independent.log_partition(eta))
         n = 20_000
-        draws = units.sample(eta.expand(n, 4, 3), torch.Generator().manual_seed(8))
+        draws = units.sample(eta.expand(n, 4, 3), torch.Generator().manual_seed(8), log_t)
     index = (draws.argmax(-1) * torch.tensor([27, 9, 3, 1])).sum(-1)
     assert total_variation(torch.bincount(index, minlength=81), p) <= noise_floor(p, n)
-    dist = units.distribution(eta.expand(81, 4, 3))
+    dist = units.distribution(eta.expand(81, 4, 3), log_t)
     assert torch.allclose(dist.log_prob(paths), torch.log(p))
+    with pytest.raises(ValueError, match="log_transition must have shape"):
+        units.log_partition(eta, torch.zeros(1, 2, 2, dtype=torch.float64))
+
+
+def test_initial_state_and_transition_are_factors_the_graph_classifies():
+    """The chain prior lives in two factors on the path block: InitialState is linear in it,
+    Transition quadratic (its log A is the unit type's log_transition); a quadratic factor on a
+    block whose units take no quadratic term is refused."""
+    model = random_pohmm(2, 3, 5, seed=3, emission="bernoulli", dims=2)
+    assert model.quadratic_factors("s1") == ["transition1"]
+    assert model.factors["initial1"].linear_in("s1")
+    assert not model.units["s1"].has_base_energy and not list(model.units.parameters())
+    state = estimators.exact_samples(model, 4, torch.Generator().manual_seed(0))
+    q = model.quadratic("s2", state)
+    assert torch.equal(q[0], model.factors["transition2"].log_transition())
+    with pytest.raises(ValueError, match="couples the units of block 's1'"):
+        ebm.inference.mean_field(model, state["x"])
+    g = ebm.Graph()
+    g.add_block("s", ebm.units.Categorical(4, 3))
+    with pytest.raises(ValueError, match="take no quadratic term"):
+        g.add_factor(ebm.factors.Transition("s"))
 
 
 def test_exact_log_z_and_ais_on_a_product_of_hmms():
@@ -168,7 +200,7 @@ def test_cd_training_raises_the_exact_log_likelihood_and_the_model_saves(tmp_pat
     with torch.no_grad():
         for m in (1, 2):
             teacher.factors[f"emission{m}"].params.mul_(3.0)
-            teacher.units[f"s{m}"].transition_logits.copy_(2.0 * torch.eye(2) - 1.0)
+            teacher.factors[f"transition{m}"].logits.copy_(2.0 * torch.eye(2) - 1.0)
     draws = estimators.exact_samples(teacher, 3000, torch.Generator().manual_seed(14))["x"]
     train, test = draws[:2000].float(), draws[2000:].float()
     torch.manual_seed(15)

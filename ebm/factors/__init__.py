@@ -6,6 +6,7 @@ from ebm.factors.covariance import CovariancePooling
 from ebm.factors.dense import Dense
 from ebm.factors.emission import BernoulliEmission, CategoricalEmission, GaussianEmission
 from ebm.factors.experts import ProjectedStudentT
+from ebm.factors.markov import InitialState, Transition
 from ebm.factors.student import StudentT
 from ebm.factors.three_way import Factored3Way, ThirdOrder
 from ebm.factors.tied import TiedBias, TiedDense
@@ -23,6 +24,8 @@ __all__ = [
     "BernoulliEmission",
     "CategoricalEmission",
     "GaussianEmission",
+    "InitialState",
+    "Transition",
     "TiedBias",
     "natural_from_energy",
     "register",

@@ -46,10 +46,13 @@ class Factor(nn.Module):
     ``natural`` from autograd. ``offset(target, stats)`` is E_f with t_target set to zero: with
     linearity, E_f = offset - natural . t_target, which is what summing the block out needs.
 
-    A factor may instead be *quadratic* in a block whose unit type accepts a precision (Gaussian):
-    E_f = offset - natural . t + t^T Q t / 2, with ``natural`` and ``precision(target, stats) = Q``
-    (shape (batch, size, size)) both independent of t_target. The block's conditional is then a
-    correlated Gaussian (mcRBM's covariance units). The Graph checks this form numerically too.
+    A factor may instead be *quadratic* in a block whose unit type takes a quadratic term
+    (``Units.quadratic_keyword``): E_f = offset - natural . t + units.quadratic_energy(t, q), with
+    ``natural`` and ``quadratic(target, stats) = q`` both independent of t_target. For a Gaussian
+    block q is a precision Q and the term t^T Q t / 2 (implement ``precision``): the conditional is
+    a correlated Gaussian (mcRBM's covariance units). For a ``MarkovChain`` path q is a matrix L of
+    log transition potentials and the term -sum_t s_{t-1}^T L s_t (``ebm.factors.Transition``): the
+    conditional is an HMM posterior. The Graph checks this form numerically too.
 
     ``bind(shapes)`` is called once by the Graph with the shapes of the blocks the factor touches;
     create parameters there when their shape depends on the blocks.
@@ -86,9 +89,16 @@ class Factor(nn.Module):
         return natural_from_energy(self, target, stats)
 
     def precision(self, target: str, stats: dict[str, Tensor]) -> Tensor | None:
-        """The quadratic coefficient Q of t_target in E_f (E_f = offset - natural . t + t^T Q t / 2),
-        shape (batch, size, size); None (the default) when E_f is linear in t_target."""
+        """For a Gaussian ``target``: the quadratic coefficient Q of t_target in E_f
+        (E_f = offset - natural . t + t^T Q t / 2), shape (batch, size, size); None (the default)
+        when E_f is linear in t_target."""
         return None
+
+    def quadratic(self, target: str, stats: dict[str, Tensor]) -> Tensor | None:
+        """The quadratic coefficient of t_target in E_f in the form of the target's unit type
+        (``Units.quadratic_energy``); None when E_f is linear in t_target. Defaults to
+        ``precision``."""
+        return self.precision(target, stats)
 
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         """E_f with the statistic of ``target`` set to zero: shape (batch,) or a scalar."""
