@@ -464,22 +464,35 @@ def lagged(sequences, order: int) -> dict[str, torch.Tensor]:
 
 
 def image_patches(
-    n: int, size: int = 8, seed: int = 0, dtype: torch.dtype = torch.float64
+    n: int,
+    size: int = 8,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    downsample: int = 1,
 ) -> torch.Tensor:
     """n random size x size grey-level patches of scikit-learn's two bundled photographs (drawn in
     turn, positions uniform with ``seed``), intensities in [0, 1], each patch's mean removed:
-    shape (n, size * size). Ships with scikit-learn, so no download."""
+    shape (n, size * size). Ships with scikit-learn, so no download.
+
+    ``downsample``: each photograph is first reduced by averaging blocks of downsample x
+    downsample pixels, which removes most of the JPEG block artefacts and sensor noise of the
+    full-resolution images (the patches then span downsample times as much of the scene)."""
     from sklearn.datasets import load_sample_images
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 2:
         raise ValueError(f"size must be an int >= 2, got {size!r}")
+    if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+        raise ValueError(f"downsample must be an int >= 1, got {downsample!r}")
     _check_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    images = [
-        torch.tensor(img, dtype=torch.float64).mean(-1) / 255 for img in load_sample_images().images
-    ]
+    images = []
+    for img in load_sample_images().images:
+        grey = torch.tensor(img, dtype=torch.float64).mean(-1) / 255
+        h, w = grey.shape[0] // downsample, grey.shape[1] // downsample
+        grey = grey[: h * downsample, : w * downsample]
+        images.append(grey.reshape(h, downsample, w, downsample).mean((1, 3)))
     out = []
     for k in range(n):
         img = images[k % len(images)]

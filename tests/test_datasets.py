@@ -437,3 +437,31 @@ def test_mnist_real_files_verified():
     assert torch.bincount(test_labels).min() > 800
     assert float(train.min()) == 0.0 and float(train.max()) == 1.0
     assert 0.12 < float(train.mean()) < 0.14  # MNIST's well-known mean intensity, about 0.1307
+
+
+def test_image_patches_are_mean_removed_crops_of_the_block_averaged_photographs():
+    """The first patch (photograph 0, position from the seeded generator) equals the crop of the
+    photograph averaged over 2 x 2 blocks (torch's avg_pool2d), minus its mean; bad sizes fail."""
+    from sklearn.datasets import load_sample_images
+
+    patches = datasets.image_patches(3, size=6, seed=4, downsample=2)
+    assert patches.shape == (3, 36) and patches.dtype == torch.float64
+    assert patches.mean(1).abs().max() < 1e-12
+    grey = torch.tensor(load_sample_images().images[0], dtype=torch.float64).mean(-1) / 255
+    pooled = torch.nn.functional.avg_pool2d(grey[None, None], 2)[0, 0]
+    g = torch.Generator().manual_seed(4)
+    i = int(torch.randint(pooled.shape[0] - 6, (1,), generator=g))
+    j = int(torch.randint(pooled.shape[1] - 6, (1,), generator=g))
+    crop = pooled[i : i + 6, j : j + 6].flatten()
+    assert torch.allclose(patches[0], crop - crop.mean(), atol=1e-12)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="downsample"):
+            datasets.image_patches(2, downsample=bad)
+
+
+def test_pca_whitening_gives_identity_covariance():
+    x = datasets.image_patches(2000, size=4, seed=1)
+    white, mean = datasets.pca_whitening(x, drop=3)
+    y = (x - mean) @ white
+    assert white.shape == (16, 13)
+    assert torch.allclose(torch.cov(y.T), torch.eye(13, dtype=torch.float64), atol=1e-8)
