@@ -10,9 +10,11 @@ out log-likelihood uses log Z from AIS (the precisions summed out, x annealed fr
 term) with its error, next to the exact log-likelihood of the best Gaussian; the difference is
 paired, on the same test patches. The constraint filters, mapped back to pixels, are saved as a
 picture, and how localised they are is measured: the share of each filter's squared weight inside
-its best 4x4 window, against the same share for random directions of the whitened space.
+its best 4x4 window, against the same share for random directions of the whitened space and for
+the filters that FastICA (scikit-learn) finds on the same whitened patches, the classic reference
+for localised, oriented filters.
 
-    python examples/image_patches.py             # a few minutes on 2 CPU cores
+    python examples/image_patches.py             # about 4 minutes on one CPU core
     python examples/image_patches.py --quick     # a smoke test
 """
 
@@ -43,6 +45,15 @@ def locality(filters: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     return inside.flatten(1).max(1).values / energy.flatten(1).sum(1)
 
 
+def ica_filters(train: torch.Tensor, seed: int) -> torch.Tensor:
+    """The unmixing filters (columns, in whitened coordinates) that FastICA finds on the whitened
+    ``train`` patches: the reference for how localised the constraint filters can be."""
+    from sklearn.decomposition import FastICA
+
+    ica = FastICA(whiten=False, random_state=seed, max_iter=1000).fit(train.numpy())
+    return torch.as_tensor(ica.components_, dtype=train.dtype).T
+
+
 def save_filters(model: ebm.EnergyModel, white: torch.Tensor, path: Path) -> None:
     """Each constraint w_j acts on whitened x / s; in pixels it is W_white w_j, ordered by the
     norm of w_j."""
@@ -62,10 +73,10 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=40, help="principal components kept")
     parser.add_argument("--downsample", type=int, default=2, help="photograph block averaging")
     parser.add_argument("--constraints", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--ais-chains", type=int, default=200)
-    parser.add_argument("--betas", type=int, default=2000)
+    parser.add_argument("--betas", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/image_patches"))
     parser.add_argument("--quick", action="store_true")
@@ -120,13 +131,15 @@ def main() -> None:
     learned = locality((white @ model.factors["constraints"].weight.detach()).T)
     random_dirs = torch.randn(dim, 1000, generator=g, dtype=white.dtype)
     chance = locality((white @ random_dirs).T)
+    ica = locality((white @ ica_filters(train, args.seed)).T)
     threshold = float(torch.quantile(chance, 0.95))
     localised = float((learned > threshold).double().mean())
+    ica_localised = float((ica > threshold).double().mean())
     print(
-        f"locality (share of squared weight in the best {WINDOW}x{WINDOW} window): learned "
-        f"filters median {float(learned.median()):.2f}, random directions median "
-        f"{float(chance.median()):.2f}; {localised:.0%} of the learned filters above the random "
-        f"directions' 95th percentile ({threshold:.2f})"
+        f"locality (share of squared weight in the best {WINDOW}x{WINDOW} window), median: learned "
+        f"filters {float(learned.median()):.2f}, FastICA {float(ica.median()):.2f}, random "
+        f"directions {float(chance.median()):.2f}; above the random directions' 95th percentile "
+        f"({threshold:.2f}): {localised:.0%} of the learned filters, {ica_localised:.0%} of ICA's"
     )
     record = {
         "args": {**vars(args), "out": str(args.out)},
@@ -144,6 +157,8 @@ def main() -> None:
         "locality_random_median": float(chance.median()),
         "locality_random_95th": threshold,
         "share_localised": localised,
+        "locality_ica_median": float(ica.median()),
+        "share_localised_ica": ica_localised,
     }
     (args.out / "results.json").write_text(json.dumps(record, indent=2))
     print(f"filters: {args.out / 'filters.png'}")
