@@ -149,6 +149,11 @@ class Units(nn.Module):
         """The configurations numbered ``index`` (int64, in [0, num_states)), shape (len, *shape)."""
         raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
 
+    def index(self, x: Tensor) -> Tensor:
+        """The configuration number of each row of ``x`` (int64, shape (batch,)): the inverse of
+        ``states``."""
+        raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
+
 
 def _bits(index: Tensor, n: int) -> Tensor:
     """Binary digits of ``index``, least significant first: shape (len(index), n)."""
@@ -179,6 +184,10 @@ class _Binary(Units):
         dtype = dtype or torch.get_default_dtype()
         bits = _bits(index.to(device), self.n).to(dtype)
         return self.low + (self.high - self.low) * bits
+
+    def index(self, x: Tensor) -> Tensor:
+        bits = (x.reshape(x.shape[0], self.n) == self.high).to(torch.int64)
+        return (bits << torch.arange(self.n, device=x.device)).sum(-1)
 
 
 class Bernoulli(_Binary):
@@ -310,6 +319,11 @@ class Categorical(Units):
         powers = self.k ** torch.arange(self.n, device=index.device)
         digits = (index.unsqueeze(-1) // powers) % self.k
         return F.one_hot(digits, self.k).to(dtype)
+
+    def index(self, x: Tensor) -> Tensor:
+        digits = x.reshape(x.shape[0], self.n, self.k).argmax(-1)
+        powers = self.k ** torch.arange(self.n, device=x.device)
+        return (digits * powers).sum(-1)
 
 
 class Gaussian(Units):
