@@ -28,6 +28,7 @@ from ebm.units import Bernoulli, Categorical, Gamma, Gaussian, _finite_param
 
 __all__ = [
     "rbm",
+    "bimodal_rbm",
     "gaussian_rbm",
     "mcrbm",
     "dbm",
@@ -76,6 +77,27 @@ def rbm(
         Bias("h", hidden_bias),
     )
     return EnergyModel(g)
+
+
+def bimodal_rbm(
+    n_visible: int = 10, n_hidden: int = 4, weight: float = 2.0, tilt: float = 0.15
+) -> EnergyModel:
+    """A binary RBM with two far-apart modes, for testing samplers: every weight is ``weight``,
+    the biases b_i = -sum_j W_ij / 2 + ``tilt`` and c_j = -sum_i W_ij / 2. With ``tilt`` = 0 the
+    energy is symmetric under (v, h) -> (1 - v, 1 - h) and the two modes (v all off, v all on)
+    have equal mass; a positive tilt favours the all-on mode (about 81% of the mass with the
+    defaults). Between them lie states of much higher energy, so block Gibbs started in one mode
+    practically never reaches the other, while p(v) is small enough (2^n_visible states) to
+    enumerate exactly."""
+    _check_sizes(n_visible=n_visible, n_hidden=n_hidden)
+    w = torch.full((n_visible, n_hidden), float(weight))
+    return rbm(
+        n_visible,
+        n_hidden,
+        weight=w,
+        visible_bias=-w.sum(1) / 2 + float(tilt),
+        hidden_bias=-w.sum(0) / 2,
+    )
 
 
 def gaussian_rbm(

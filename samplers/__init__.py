@@ -1,11 +1,14 @@
 """samplers: MCMC kernels and runners over ``ebm`` models (imports ``ebm`` only)."""
 
+from samplers.compare import Comparison, compare
 from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC, hmc_step
+from samplers.metropolis import Metropolis
 from samplers.numpyro_mcmc import NumPyroNUTS
 from samplers.observers import RunningMean, Trace
 from samplers.pyro_mcmc import HMC, NUTS
+from samplers.tempering import ParallelTempering
 
 __all__ = [
     "BatchedHMC",
@@ -14,6 +17,10 @@ __all__ = [
     "NumPyroNUTS",
     "hmc_step",
     "BlockGibbs",
+    "Comparison",
+    "compare",
+    "Metropolis",
+    "ParallelTempering",
     "CD",
     "PCD",
     "MeanFieldPCD",

@@ -1,0 +1,543 @@
+"""Compare samplers on one model: effective sample sizes per second, convergence diagnostics,
+total variation to the exact distribution where it can be enumerated, and findings in plain words.
+
+    result = samplers.compare(model, [samplers.BlockGibbs, samplers.ParallelTempering,
+                                      samplers.Metropolis], num_chains=8, sweeps=20_000)
+    print(result)                      # a table and the findings
+    result.to_json("compare.json"); result.report("compare.html")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ebm.enumeration import exact_log_marginal, state_index
+from ebm.model import EnergyModel
+from samplers.diagnostics import ChainSummary, summarize
+
+__all__ = ["compare", "Comparison", "SamplerResult", "default_statistics", "noise_floor"]
+
+State = dict[str, Tensor]
+Statistic = Callable[[State], Tensor]
+
+# thresholds of the findings
+RHAT_LIMIT = 1.01  # Vehtari et al. (2021)
+MIN_ESS = 400  # 100 per chain for 4 chains (Vehtari et al. 2021)
+DRAWS_PER_TAU = 50  # chains shorter than 50 tau give unreliable tau and ESS (Sokal 1997)
+MIN_ACCEPT = 0.05
+MIN_SWAP = 0.2
+
+
+def default_statistics(model: EnergyModel) -> dict[str, Statistic]:
+    """The energy E(x) and, for every block, the mean of its units' statistic."""
+    stats: dict[str, Statistic] = {"energy": lambda s: model.energy(s)}
+    for b in model.blocks:
+        stats[f"mean {b}"] = lambda s, b=b: model.units[b].statistic(s[b]).flatten(1).mean(1)
+    return stats
+
+
+def noise_floor(p: np.ndarray, n: int, replicates: int = 200, seed: int = 0) -> float:
+    """The 95th percentile of the total variation between p and the histogram of n exact
+    independent draws from p (``replicates`` sets of n): what a perfect sampler's n draws show."""
+    n = max(1, int(n))
+    rng = np.random.default_rng(seed)
+    p = np.asarray(p, dtype=np.float64)
+    p = p / p.sum()
+    counts = rng.multinomial(n, p, size=replicates)
+    tv = 0.5 * np.abs(counts / n - p).sum(1)
+    return float(np.quantile(tv, 0.95))
+
+
+@dataclass
+class SamplerResult:
+    """What one sampler did: its budget (``steps``, model ``sweeps`` = steps x cost, ``seconds``
+    of sampling including the burn-in, observation excluded), the diagnostics of each statistic
+    over the kept draws, its acceptance (or swap) rate, on enumerable models the total variation
+    to the exact distribution of ``tv_blocks`` next to the noise floors of exact draws, and the
+    findings in plain words (empty when nothing is wrong)."""
+
+    name: str
+    chains: int
+    steps: int
+    burn_in_steps: int
+    sweeps: int
+    seconds: float
+    statistics: dict[str, ChainSummary]
+    acceptance: float | None = None
+    swap_rates: list[float] | None = None
+    betas: list[float] | None = None
+    round_trips: int | None = None
+    tv: float | None = None
+    tv_draws: int | None = None
+    noise_floor: float | None = None
+    effective_draws: float | None = None
+    noise_floor_effective: float | None = None
+    findings: list[str] = field(default_factory=list)
+    traces: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def trusted(self) -> bool:
+        """No finding: nothing measured here says the draws should not be trusted."""
+        return not self.findings
+
+    def ess_per_second(self, kind: str = "bulk") -> dict[str, float]:
+        """ESS (``"bulk"`` or ``"tail"``) per second of sampling, per statistic."""
+        attr = "ess_bulk" if kind == "bulk" else "ess_tail"
+        return {
+            k: getattr(s, attr) / self.seconds if self.seconds > 0 else math.nan
+            for k, s in self.statistics.items()
+        }
+
+    def to_dict(self) -> dict:
+        out = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("statistics", "traces") and not k.startswith("_")
+        }
+        out["trusted"] = self.trusted
+        out["statistics"] = {
+            k: {
+                **s.to_dict(),
+                "ess_bulk_per_second": self.ess_per_second("bulk")[k],
+                "ess_tail_per_second": self.ess_per_second("tail")[k],
+            }
+            for k, s in self.statistics.items()
+        }
+        return _finite(out)
+
+
+def _finite(x):
+    """JSON-safe: non-finite floats become None."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+@dataclass
+class Comparison:
+    """The result of ``compare``: one ``SamplerResult`` per sampler, in the order given."""
+
+    results: list[SamplerResult]
+    model: str
+    settings: dict
+    exact_note: str
+
+    def __getitem__(self, name: str) -> SamplerResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no sampler named {name!r}; have {[r.name for r in self.results]}")
+
+    def table(self):
+        """A rich Table, one row per sampler."""
+        from rich.table import Table
+
+        table = Table(title=f"samplers on {self.model}")
+        for col in (
+            "sampler",
+            "sweeps",
+            "seconds",
+            "min bulk ESS/s",
+            "min tail ESS/s",
+            "max R-hat",
+            "max tau",
+            "accept",
+            "TV (floor)",
+            "verdict",
+        ):
+            table.add_column(col, justify="left" if col in ("sampler", "verdict") else "right")
+        for r in self.results:
+            table.add_row(*self._row(r))
+        return table
+
+    @staticmethod
+    def _row(r: SamplerResult) -> list[str]:
+        s = list(r.statistics.values())
+        bulk = min(r.ess_per_second("bulk").values())
+        tail = min(r.ess_per_second("tail").values())
+        rhat = max((x.rhat for x in s), key=lambda v: v if math.isfinite(v) else math.inf)
+        tau = max(x.tau for x in s)
+        tv = "-" if r.tv is None else f"{r.tv:.3f} ({r.noise_floor_effective:.3f})"
+        accept = "-" if r.acceptance is None else f"{r.acceptance:.0%}"
+        return [
+            r.name,
+            f"{r.sweeps:,}",
+            f"{r.seconds:.2f}",
+            f"{bulk:.1f}",
+            f"{tail:.1f}",
+            f"{rhat:.3f}",
+            f"{tau:.1f}",
+            accept,
+            tv,
+            "ok" if r.trusted else f"{len(r.findings)} finding(s)",
+        ]
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=140, record=True, force_terminal=False)
+        with console.capture() as capture:
+            console.print(self.table())
+            for r in self.results:
+                console.print(f"{r.name}:")
+                for line in r.findings or ["no problem found"]:
+                    console.print(f"  - {line}", markup=False)
+            console.print(self.exact_note, markup=False)
+        return capture.get()
+
+    def to_dict(self) -> dict:
+        return _finite(
+            {
+                "model": self.model,
+                "settings": self.settings,
+                "exact": self.exact_note,
+                "samplers": [r.to_dict() for r in self.results],
+            }
+        )
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    def report(self, path: str | Path) -> Path:
+        """A self-contained HTML report: the table, the findings, and trace and autocorrelation
+        plots of every statistic (``samplers.report``)."""
+        from samplers.report import write_report
+
+        return write_report(self, path)
+
+
+def _build(sampler, model: EnergyModel):
+    """An instance bound to ``model``: instances are checked, classes and callables called."""
+    if hasattr(sampler, "init") and hasattr(sampler, "step") and not isinstance(sampler, type):
+        if getattr(sampler, "model", model) is not model:
+            raise ValueError(f"{sampler!r} was built for another model")
+        return sampler
+    if callable(sampler):
+        built = sampler(model)
+        if hasattr(built, "init") and hasattr(built, "step"):
+            return built
+    raise TypeError(
+        f"{sampler!r} is not a sampler: give an object with init(num_chains, generator) and "
+        f"step(state), or a class or function that builds one from the model"
+    )
+
+
+def _names(built, names) -> list[str]:
+    if names is not None:
+        names = list(names)
+        if len(names) != len(built) or len(set(names)) != len(names):
+            raise ValueError("names must be distinct, one per sampler")
+        return names
+    out = []
+    for s in built:
+        base = type(s).__name__
+        name, i = base, 2
+        while name in out:
+            name, i = f"{base} {i}", i + 1
+        out.append(name)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compare(
+    model: EnergyModel,
+    samplers: Iterable,
+    num_chains: int = 4,
+    sweeps: int | None = None,
+    seconds: float | None = None,
+    statistics: Mapping[str, Statistic] | Iterable[str] | None = None,
+    burn_in: float = 0.2,
+    tv_blocks: Iterable[str] | None = None,
+    max_states: int = 2**16,
+    names: Iterable[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Comparison:
+    """Run each sampler on ``model`` with the same budget and diagnose its draws.
+
+    ``samplers``: instances (built on ``model``), or classes / functions taking the model (e.g.
+    ``samplers.BlockGibbs`` or ``lambda m: samplers.ParallelTempering(m, 12)``); each needs
+    ``init(num_chains, generator)`` and ``step(state)``, and may have ``target(state)`` (the chains
+    to diagnose, e.g. tempering's beta = 1 replicas), ``warmup(state, steps)`` (used for the burn-in),
+    ``cost`` (model sweeps per step, default 1) and ``last_accept`` (acceptance per chain).
+
+    Budget, the same for every sampler: ``sweeps`` model sweeps per chain (a step of a sampler
+    with cost c counts c, so tempering over R temperatures takes R times fewer steps), or
+    ``seconds`` of wall time (converted into steps after timing a few). The first ``burn_in``
+    fraction of the steps is burn-in (``warmup`` when the sampler has it: tempering tunes its
+    ladder there); the rest are kept as draws, one per step per chain. Every sampler starts from
+    its own ``init`` with the same seed.
+
+    Per sampler and statistic (``statistics``: name -> function of a state giving one value per
+    chain, or block names; default ``default_statistics``: the energy and each block's mean):
+    bulk and tail ESS and their rates per second of sampling, split R-hat, the integrated
+    autocorrelation time, the MCSE of the mean (``samplers.diagnostics``). On models whose
+    ``tv_blocks`` (default: the visible blocks) have at most ``max_states`` configurations, the
+    total variation between the kept draws' histogram and the exact p(x_B)
+    (``ebm.enumeration.exact_log_marginal``), next to the noise floor of as many exact draws and of
+    as many as the smallest bulk ESS (correlated draws deserve the wider floor).
+
+    Findings flag: a statistic that never changes in some chain, R-hat above 1.01 (not
+    converged), ESS below 400 (too few samples), chains shorter than 50 autocorrelation times
+    (undermixed), total variation above the noise floor of the effective draws, acceptance below
+    5%, tempering swaps below 20% between two temperatures or no round trip.
+    """
+    if (sweeps is None) == (seconds is None):
+        raise ValueError("give exactly one budget: sweeps= or seconds=")
+    if sweeps is not None and (isinstance(sweeps, bool) or int(sweeps) < 5):
+        raise ValueError(f"sweeps must be an int >= 5, got {sweeps!r}")
+    if seconds is not None and not float(seconds) > 0:
+        raise ValueError(f"seconds must be positive, got {seconds!r}")
+    if not 0.0 <= float(burn_in) < 1.0:
+        raise ValueError(f"burn_in is a fraction in [0, 1), got {burn_in!r}")
+    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
+        raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
+    built = [_build(s, model) for s in samplers]
+    if not built:
+        raise ValueError("no sampler to compare")
+    labels = _names(built, names)
+    stats = _statistics(model, statistics)
+
+    p_exact, exact_note, tv_list = _exact(model, tv_blocks, max_states)
+    results = []
+    for name, sampler in zip(labels, built, strict=True):
+        results.append(
+            _run_one(
+                model,
+                sampler,
+                name,
+                num_chains,
+                sweeps,
+                seconds,
+                stats,
+                burn_in,
+                p_exact,
+                tv_list,
+                seed,
+                progress,
+            )
+        )
+    settings = {
+        "num_chains": num_chains,
+        "sweeps": sweeps,
+        "seconds": seconds,
+        "burn_in": burn_in,
+        "seed": seed,
+        "statistics": list(stats),
+        "tv_blocks": tv_list,
+        "device": str(model.device),
+    }
+    return Comparison(results, _describe(model), settings, exact_note)
+
+
+def _describe(model: EnergyModel) -> str:
+    blocks = ", ".join(
+        f"{b}: {type(model.units[b]).__name__}({model.units[b].n})" for b in model.blocks
+    )
+    return f"EnergyModel({blocks})"
+
+
+def _statistics(model, statistics) -> dict[str, Statistic]:
+    if statistics is None:
+        return default_statistics(model)
+    if isinstance(statistics, Mapping):
+        out = dict(statistics)
+    else:
+        out = {}
+        defaults = default_statistics(model)
+        for b in statistics:
+            key = f"mean {b}" if f"mean {b}" in defaults else b
+            if key not in defaults:
+                raise ValueError(f"unknown statistic {b!r}: give a block name, 'energy' or a dict")
+            out[key] = defaults[key]
+    if not out:
+        raise ValueError("no statistic to diagnose")
+    return out
+
+
+def _exact(model, tv_blocks, max_states):
+    blocks = list(model.visible if tv_blocks is None else tv_blocks)
+    try:
+        log_p = exact_log_marginal(model, blocks, max_states=max_states)
+    except ValueError as err:
+        return None, f"no total variation: {err}", blocks
+    note = (
+        f"total variation over the {len(log_p):,} configurations of {blocks}, against p(x) "
+        f"computed exactly; the floor in brackets: 95% of sets of ESS exact draws show less"
+    )
+    return log_p.exp().cpu().numpy(), note, blocks
+
+
+def _run_one(
+    model,
+    sampler,
+    name,
+    chains,
+    sweeps,
+    seconds,
+    stats,
+    burn_in,
+    p_exact,
+    tv_blocks,
+    seed,
+    progress,
+) -> SamplerResult:
+    device = model.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    cost = int(getattr(sampler, "cost", 1))
+    target = getattr(sampler, "target", None) or (lambda s: s)
+    elapsed = 0.0
+    with torch.no_grad():
+        _sync(device)
+        start = time.perf_counter()
+        state = sampler.init(chains, gen)
+        calibration = 0
+        if seconds is not None:  # time a few steps to turn seconds into steps
+            while calibration < 3 or time.perf_counter() - start < 0.02 * seconds:
+                state = sampler.step(state)
+                calibration += 1
+                _sync(device)
+            per_step = (time.perf_counter() - start) / calibration
+            total = max(5, int(seconds / per_step))
+        else:
+            total = max(5, int(sweeps) // cost)
+        _sync(device)
+        elapsed += time.perf_counter() - start
+        warm = int(burn_in * total)
+        start = time.perf_counter()
+        if hasattr(sampler, "warmup"):
+            state = sampler.warmup(state, warm)
+        else:
+            for _ in range(warm):
+                state = sampler.step(state)
+        _sync(device)
+        elapsed += time.perf_counter() - start
+
+        keep = total - warm
+        traces = {k: np.empty((chains, keep)) for k in stats}
+        counts = None if p_exact is None else torch.zeros(len(p_exact), dtype=torch.int64)
+        accept_sum, accept_n = 0.0, 0
+        for i in tqdm(range(keep), desc=name, disable=not progress, leave=False):
+            t0 = time.perf_counter()
+            state = sampler.step(state)
+            _sync(device)
+            elapsed += time.perf_counter() - t0
+            x = target(state)
+            for k, fn in stats.items():
+                traces[k][:, i] = fn(x).detach().double().cpu().numpy()
+            if counts is not None:
+                idx = state_index(model, tv_blocks, x).cpu()
+                counts += torch.bincount(idx, minlength=len(counts))
+            last = getattr(sampler, "last_accept", None)
+            if last is not None:
+                accept_sum += float(torch.as_tensor(last).double().mean())
+                accept_n += 1
+
+    summaries = {k: summarize(v) for k, v in traces.items()}
+    result = SamplerResult(
+        name=name,
+        chains=chains,
+        steps=total + calibration,
+        burn_in_steps=warm,
+        sweeps=(total + calibration) * cost,
+        seconds=elapsed,
+        statistics=summaries,
+        acceptance=accept_sum / accept_n if accept_n else None,
+        traces=traces,
+    )
+    if hasattr(sampler, "swap_rates"):
+        result.swap_rates = [float(r) for r in sampler.swap_rates]
+        result.betas = [float(b) for b in sampler.betas]
+        result.round_trips = int(sampler.round_trips)
+    if counts is not None:
+        n = int(counts.sum())
+        q = counts.double().numpy() / n
+        result.tv = float(0.5 * np.abs(q - p_exact).sum())
+        result.tv_draws = n
+        result.noise_floor = noise_floor(p_exact, n, seed=seed)
+        ess = [s.ess_bulk for s in summaries.values() if s.varying_chains > 0]
+        result.effective_draws = float(max(1.0, min(ess))) if ess else 1.0
+        result.noise_floor_effective = noise_floor(
+            p_exact, round(result.effective_draws), seed=seed
+        )
+    result.findings = findings(result)
+    return result
+
+
+def findings(r: SamplerResult) -> list[str]:
+    """Plain-words reasons not to trust a sampler's draws (empty when none is found)."""
+    out = []
+    for k, s in r.statistics.items():
+        if s.varying_chains < s.chains:
+            where = (
+                "any chain"
+                if s.varying_chains == 0
+                else (f"{s.chains - s.varying_chains} of {s.chains} chains")
+            )
+            out.append(
+                f"'{k}' never changed in {where}: a block that is never updated, or chains stuck "
+                f"in one state."
+            )
+            continue
+        if not math.isfinite(s.rhat) or s.rhat > RHAT_LIMIT:
+            out.append(
+                f"not converged: split R-hat of '{k}' is {s.rhat:.3f} (above {RHAT_LIMIT}); the "
+                f"chains disagree with each other or with their own halves."
+            )
+        if min(s.ess_bulk, s.ess_tail) < MIN_ESS:
+            out.append(
+                f"too few samples: '{k}' has bulk ESS {s.ess_bulk:.0f} and tail ESS "
+                f"{s.ess_tail:.0f} (below {MIN_ESS}); run longer or with more chains."
+            )
+        if s.draws < DRAWS_PER_TAU * s.tau:
+            out.append(
+                f"undermixed: the autocorrelation time of '{k}' is {s.tau:.1f} steps, more than "
+                f"1/{DRAWS_PER_TAU} of the {s.draws} draws per chain, so its ESS and MCSE are "
+                f"unreliable."
+            )
+    if r.tv is not None and r.noise_floor_effective is not None:
+        if r.tv > r.noise_floor_effective:
+            out.append(
+                f"above the noise floor: total variation to the exact distribution is {r.tv:.3f}; "
+                f"95% of sets of {r.effective_draws:.0f} exact draws (the smallest ESS) show less "
+                f"than {r.noise_floor_effective:.3f}. The draws do not follow p(x)."
+            )
+    if r.acceptance is not None and r.swap_rates is None and r.acceptance < MIN_ACCEPT:
+        out.append(f"rarely moves: mean acceptance rate {r.acceptance:.1%}.")
+    if r.swap_rates is not None:
+        rates = np.asarray(r.swap_rates)
+        if rates.size and np.nanmin(rates) < MIN_SWAP:
+            k = int(np.nanargmin(rates))
+            out.append(
+                f"tempering ladder has a gap: swaps between beta {r.betas[k]:.3f} and "
+                f"{r.betas[k + 1]:.3f} are accepted {rates[k]:.0%} of the time; use more "
+                f"temperatures."
+            )
+        if r.round_trips == 0:
+            out.append(
+                "no replica went from beta = 0 to beta = 1 and back: the tempering has not "
+                "carried any state across the ladder."
+            )
+    return out
