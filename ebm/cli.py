@@ -319,13 +319,7 @@ def compare(
         names=[n.value for n in names],
         seed=seed,
     )
-    out = console if console.is_terminal else Console(width=max(console.width, 150))
-    out.print(result.table())
-    for r in result.results:
-        out.print(f"[bold]{r.name}[/]:")
-        for line in r.findings or ["no problem found"]:
-            out.print(f"  - {line}", markup=False)
-    out.print(result.exact_note, markup=False)
+    result.print(console if console.is_terminal else Console(width=max(console.width, 150)))
     if json_out is not None:
         console.print(f"JSON: {result.to_json(json_out)}")
     if html_out is not None:

@@ -30,6 +30,19 @@ __all__ = ["compare", "Comparison", "SamplerResult", "default_statistics", "nois
 State = dict[str, Tensor]
 Statistic = Callable[[State], Tensor]
 
+COLUMNS = (
+    "sampler",
+    "sweeps",
+    "seconds",
+    "min bulk ESS/s",
+    "min tail ESS/s",
+    "max R-hat",
+    "max tau",
+    "accept",
+    "TV (floor)",
+    "verdict",
+)
+
 # thresholds of the findings
 RHAT_LIMIT = 1.01  # Vehtari et al. (2021)
 MIN_ESS = 400  # 100 per chain for 4 chains (Vehtari et al. 2021)
@@ -149,25 +162,15 @@ class Comparison:
         from rich.table import Table
 
         table = Table(title=f"samplers on {self.model}")
-        for col in (
-            "sampler",
-            "sweeps",
-            "seconds",
-            "min bulk ESS/s",
-            "min tail ESS/s",
-            "max R-hat",
-            "max tau",
-            "accept",
-            "TV (floor)",
-            "verdict",
-        ):
+        for col in COLUMNS:
             table.add_column(col, justify="left" if col in ("sampler", "verdict") else "right")
         for r in self.results:
-            table.add_row(*self._row(r))
+            table.add_row(*self.row(r))
         return table
 
     @staticmethod
-    def _row(r: SamplerResult) -> list[str]:
+    def row(r: SamplerResult) -> list[str]:
+        """The cells of ``r``'s line in the summary table (``COLUMNS``)."""
         s = list(r.statistics.values())
         bulk = min(r.ess_per_second("bulk").values())
         tail = min(r.ess_per_second("tail").values())
@@ -188,17 +191,25 @@ class Comparison:
             "ok" if r.trusted else f"{len(r.findings)} finding(s)",
         ]
 
+    def print(self, console=None) -> None:
+        """Print the table, then each sampler's findings ("no problem found" when none), on a
+        rich ``console`` (default: a new one)."""
+        from rich.console import Console
+
+        console = console or Console()
+        console.print(self.table())
+        for r in self.results:
+            console.print(f"[bold]{r.name}[/]:")
+            for line in r.findings or ["no problem found"]:
+                console.print(f"  - {line}", markup=False)
+        console.print(self.exact_note, markup=False)
+
     def __str__(self) -> str:
         from rich.console import Console
 
-        console = Console(width=140, record=True, force_terminal=False)
+        console = Console(width=140, force_terminal=False)
         with console.capture() as capture:
-            console.print(self.table())
-            for r in self.results:
-                console.print(f"{r.name}:")
-                for line in r.findings or ["no problem found"]:
-                    console.print(f"  - {line}", markup=False)
-            console.print(self.exact_note, markup=False)
+            self.print(console)
         return capture.get()
 
     def to_dict(self) -> dict:

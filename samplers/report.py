@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from samplers.compare import COLUMNS
 from samplers.diagnostics import autocorrelation
 
 __all__ = ["write_report", "trace_figure", "autocorrelation_figure"]
@@ -101,21 +102,9 @@ def write_report(comparison, path) -> Path:
         + ", ".join(f"{e(str(k))} = {e(str(v))}" for k, v in comparison.settings.items())
         + f".</p><p>{e(comparison.exact_note)}</p>",
     ]
-    columns = [
-        "sampler",
-        "sweeps",
-        "seconds",
-        "min bulk ESS/s",
-        "min tail ESS/s",
-        "max R-hat",
-        "max tau",
-        "accept",
-        "TV (floor)",
-        "verdict",
-    ]
-    rows = ["<table id='summary'><tr>" + "".join(f"<th>{c}</th>" for c in columns) + "</tr>"]
+    rows = ["<table id='summary'><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>"]
     for r in comparison.results:
-        cells = comparison._row(r)
+        cells = comparison.row(r)
         cls = "ok" if r.trusted else "warn"
         rows.append(
             "<tr>"
