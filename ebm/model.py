@@ -150,7 +150,8 @@ class EnergyModel(nn.Module):
         """eta_block = sum of the natural-parameter contributions of the factors touching it.
 
         Exact for factors linear (or quadratic, see ``quadratic``) in the block; independent of the
-        block's own current value.
+        block's own current value. With one factor touching the block this is that factor's
+        contribution itself (possibly a view of a parameter): do not modify it in place.
         """
         if block not in self.units:
             raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
@@ -161,10 +162,15 @@ class EnergyModel(nn.Module):
                 f"is not of its unit type's family, so it cannot be sampled or summed out this way"
             )
         stats = self.statistics(state) if stats is None else stats
-        ref = next(iter(stats.values()))
-        eta = ref.new_zeros((ref.shape[0], *self.units[block].shape))
-        for name in self._touching[block]:
-            eta = eta + self.factors[name].natural(block, stats)
+        touching = self._touching[block]
+        if not touching:
+            ref = next(iter(stats.values()))
+            return ref.new_zeros((ref.shape[0], *self.units[block].shape))
+        eta = self.factors[touching[0]].natural(block, stats)
+        if len(touching) > 1:  # a fresh sum: the first contribution may be a view of a parameter
+            eta = eta + self.factors[touching[1]].natural(block, stats)
+            for name in touching[2:]:
+                eta.add_(self.factors[name].natural(block, stats))
         return eta
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:

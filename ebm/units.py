@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, distributions, nn
 
+from ebm import kernels
+
 __all__ = ["Units", "Bernoulli", "Spin", "Categorical", "Gaussian", "Gamma", "UNIT_TYPES"]
 
 
@@ -197,6 +199,11 @@ class Bernoulli(_Binary):
         return distributions.Independent(distributions.Bernoulli(logits=natural), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x_i = 1 with probability sigma(eta_i). On the CPU (numba installed) the uniforms come
+        from the fused counter-based kernel ``ebm.kernels``, else from torch.rand."""
+        if kernels.usable(natural):
+            with torch.no_grad():
+                return kernels.binary_from_probs_(torch.sigmoid(natural), generator)
         u = torch.rand(
             natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
         )
@@ -218,6 +225,10 @@ class Spin(_Binary):
         return distributions.Independent(SpinDistribution(logits=2 * natural), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """x_i = +1 with probability sigma(2 eta_i), else -1 (the CPU kernel as for Bernoulli)."""
+        if kernels.usable(natural):
+            with torch.no_grad():
+                return kernels.binary_from_probs_(torch.sigmoid(2 * natural), generator, -1.0, 1.0)
         u = torch.rand(
             natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
         )

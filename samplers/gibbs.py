@@ -96,6 +96,7 @@ class BlockGibbs:
             )
         return x.to(device=self.model.device, dtype=self.model.dtype).contiguous()
 
+    @torch.no_grad()
     def step(self, state: State) -> State:
         """One sweep over the schedule; returns a new state (the input is not modified)."""
         state = dict(state)

@@ -155,12 +155,14 @@ def test_gated_rbm_trained_conditionally_with_clamped_cd():
         cd,
         epochs=40,
         batch_size=20,
-        lr=0.1,
+        lr=0.2,
         progress=False,
         generator=torch.Generator().manual_seed(2),
     )
     after, best = _conditional_ll(student, x, y), _conditional_ll(teacher, x, y)
-    assert after > before + 0.5  # -2.08 -> -1.06 here; the teacher's own is -1.01
+    # at this rate 40 epochs end 0.01-0.12 below the teacher's own over six seeds (at 0.1 they
+    # had not converged: 0.01-0.68 below)
+    assert after > before + 0.5
     assert after > best - 0.2
     with pytest.raises(ValueError, match="not in the data"):
         samplers.CD(1, clamp=["z"]).negative(student, {"x": x, "y": y}, g)

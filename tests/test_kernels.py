@@ -1,0 +1,59 @@
+"""The fused CPU kernel for binary draws (``ebm.kernels``): right probabilities, reproducible,
+the same whatever the thread count, and used by the Bernoulli and Spin unit types."""
+
+import math
+
+import pytest
+import torch
+
+import ebm
+from ebm import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
+
+
+def test_draws_have_the_sigmoid_probabilities():
+    """2,000 draws of 1,000 units with logits from -8 to 8: each unit's frequency is within
+    binomial error of sigma(eta) (the sum of squared z-scores is chi-square with 1,000 degrees of
+    freedom: within 5 of its standard deviations sqrt(2000)), and neighbouring units (two
+    uniforms from one 64-bit output) are uncorrelated within 4 standard errors."""
+    eta = torch.linspace(-8, 8, 1000, dtype=torch.float64).repeat(2000, 1)
+    x = ebm.units.Bernoulli(1000).sample(eta, torch.Generator().manual_seed(0))
+    assert set(x.unique().tolist()) == {0.0, 1.0} and x.dtype == torch.float64
+    p = torch.sigmoid(eta[0])
+    z = (x.mean(0) - p) / (p * (1 - p) / 2000).sqrt()
+    assert abs(float((z**2).sum()) - 1000) < 5 * math.sqrt(2000)
+    flat = ebm.units.Bernoulli(1).sample(torch.zeros(2_000_000, 1), torch.Generator())[:, 0]
+    r = torch.corrcoef(torch.stack([flat[0::2], flat[1::2]]))[0, 1]
+    assert abs(float(r)) < 4 / math.sqrt(1_000_000)
+
+
+def test_seeded_draws_repeat_and_do_not_depend_on_threads():
+    eta = torch.randn(300, 777)
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            draws.append(ebm.units.Bernoulli(777).sample(eta, torch.Generator().manual_seed(3)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
+    other = ebm.units.Bernoulli(777).sample(eta, torch.Generator().manual_seed(4))
+    assert not torch.equal(draws[0], other)
+
+
+def test_spin_draws_and_probability_resolution():
+    """Spin units take -1/+1 with P(+1) = sigma(2 eta); a probability of 0 is never drawn and one
+    of 1 always is (uniforms in [0, 1) on a grid of 2^-24, as torch.rand's)."""
+    eta = torch.full((200_000, 2), 0.3)
+    s = ebm.units.Spin(2).sample(eta, torch.Generator().manual_seed(1))
+    p = float(torch.sigmoid(torch.tensor(0.6)))
+    se = math.sqrt(p * (1 - p) / 400_000)
+    assert set(s.unique().tolist()) == {-1.0, 1.0}
+    assert abs(float((s == 1).double().mean()) - p) < 4 * se
+    probs = torch.tensor([0.0, 1.0]).repeat(50_000)
+    out = kernels.binary_from_probs_(probs.clone(), torch.Generator().manual_seed(0))
+    assert out[0::2].sum() == 0 and out[1::2].sum() == 50_000
+    with pytest.raises(ValueError, match="contiguous"):
+        kernels.binary_from_probs_(torch.rand(4, 4).T, None)
