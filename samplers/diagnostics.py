@@ -43,7 +43,10 @@ def _array(x) -> np.ndarray:
 def _quiet(fn, *args, **kwargs) -> float:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(fn(*args, **kwargs))
+        value = np.asarray(fn(*args, **kwargs), dtype=np.float64)
+    if value.size != 1:
+        raise ValueError(f"expected one value from arviz, got shape {value.shape}")
+    return float(value.reshape(-1)[0])
 
 
 def ess_bulk(x) -> float:
