@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,diagnostics,distributed,pyro,jax
+EXTRAS ?= dev,diagnostics,distributed,pyro,jax,thrml
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint install clean
