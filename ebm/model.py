@@ -58,6 +58,10 @@ class EnergyModel(nn.Module):
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
+        self._touching_fresh_first = {
+            b: sorted(names, key=lambda n: not graph.factors[n].fresh_natural)
+            for b, names in self._touching.items()
+        }
         # factors whose energy is quadratic in a block (adding to its quadratic term), and those that
         # are neither linear nor quadratic in it (the graph is frozen: computed once)
         self._quadratic: dict[str, list[str]] = {
@@ -153,6 +157,11 @@ class EnergyModel(nn.Module):
         block's own current value. With one factor touching the block this is that factor's
         contribution itself (possibly a view of a parameter): do not modify it in place.
         """
+        return self._natural_owned(block, state, stats)[0]
+
+    def _natural_owned(self, block: str, state: State, stats: State | None) -> tuple[Tensor, bool]:
+        """(eta, owned): owned when eta is a new tensor nobody else holds (callers may then
+        overwrite it). Factors with ``fresh_natural`` go first, the others are added in place."""
         if block not in self.units:
             raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
         nonlinear = self._nonlinear[block]
@@ -162,16 +171,19 @@ class EnergyModel(nn.Module):
                 f"is not of its unit type's family, so it cannot be sampled or summed out this way"
             )
         stats = self.statistics(state) if stats is None else stats
-        touching = self._touching[block]
+        touching = self._touching_fresh_first[block]
         if not touching:
             ref = next(iter(stats.values()))
-            return ref.new_zeros((ref.shape[0], *self.units[block].shape))
-        eta = self.factors[touching[0]].natural(block, stats)
-        if len(touching) > 1:  # a fresh sum: the first contribution may be a view of a parameter
-            eta = eta + self.factors[touching[1]].natural(block, stats)
-            for name in touching[2:]:
-                eta.add_(self.factors[name].natural(block, stats))
-        return eta
+            return ref.new_zeros((ref.shape[0], *self.units[block].shape)), True
+        first = self.factors[touching[0]]
+        eta, owned = first.natural(block, stats), first.fresh_natural
+        for name in touching[1:]:
+            term = self.factors[name].natural(block, stats)
+            if owned:
+                eta.add_(term)
+            else:  # the first contribution may be a view of a parameter: a fresh sum
+                eta, owned = eta + term, True
+        return eta, owned
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
         """q_block = sum of the quadratic coefficients of the factors quadratic in the block, so
@@ -223,11 +235,11 @@ class EnergyModel(nn.Module):
     ) -> Tensor:
         """Draw x_block ~ p(x_block | rest of ``state``)."""
         stats = self.statistics(state) if stats is None else stats
-        return self.units[block].sample(
-            self.natural(block, state, stats),
-            generator,
-            **self._given_quadratic(block, state, stats),
-        )
+        eta, owned = self._natural_owned(block, state, stats)
+        extra = self._given_quadratic(block, state, stats)
+        if owned and not eta.requires_grad:
+            return self.units[block].sample_(eta, generator, **extra)
+        return self.units[block].sample(eta, generator, **extra)
 
     def with_placeholders(self, state: State, blocks) -> State:
         """A copy of ``state`` where the given blocks are zeros when missing (placeholders)."""

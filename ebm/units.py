@@ -94,6 +94,12 @@ class Units(nn.Module):
         """Draw x ~ p(x | natural). ``generator`` makes the draw reproducible."""
         raise NotImplementedError
 
+    def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
+        """As ``sample``, but ``natural`` (a tensor the caller owns and will not use again) may be
+        overwritten with the draw: what the hot loop of block Gibbs calls. Same distribution and,
+        for a seeded generator, the same draws as ``sample``."""
+        return self.sample(natural, generator, **kw)
+
     def mean(self, natural: Tensor) -> Tensor:
         """E[x | natural]."""
         raise NotImplementedError
@@ -209,6 +215,12 @@ class Bernoulli(_Binary):
         )
         return (u < torch.sigmoid(natural)).to(natural.dtype)
 
+    def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
+        if kernels.usable(natural) and natural.is_contiguous():
+            with torch.no_grad():
+                return kernels.binary_from_probs_(natural.sigmoid_(), generator)
+        return self.sample(natural, generator)
+
     def mean(self, natural: Tensor) -> Tensor:
         return torch.sigmoid(natural)
 
@@ -233,6 +245,13 @@ class Spin(_Binary):
             natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
         )
         return torch.where(u < torch.sigmoid(2 * natural), 1.0, -1.0).to(natural.dtype)
+
+    def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
+        if kernels.usable(natural) and natural.is_contiguous():
+            with torch.no_grad():
+                probs = natural.mul_(2).sigmoid_()
+                return kernels.binary_from_probs_(probs, generator, -1.0, 1.0)
+        return self.sample(natural, generator)
 
     def mean(self, natural: Tensor) -> Tensor:
         return torch.tanh(natural)

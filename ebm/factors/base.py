@@ -56,7 +56,13 @@ class Factor(nn.Module):
 
     ``bind(shapes)`` is called once by the Graph with the shapes of the blocks the factor touches;
     create parameters there when their shape depends on the blocks.
+
+    ``fresh_natural`` (class attribute, default False): True when ``natural`` always returns a
+    new tensor that nothing else holds (a matmul's result), so that the model may add the other
+    factors' contributions to it in place and the unit type may overwrite it with the draws.
     """
+
+    fresh_natural: bool = False
 
     def __init__(self, *blocks: str, name: str | None = None):
         super().__init__()

@@ -18,6 +18,8 @@ class Dense(Factor):
     the hot loop of block Gibbs. ``weight`` (optional) gives W; otherwise W ~ N(0, init_scale^2).
     """
 
+    fresh_natural = True
+
     def __init__(
         self, a: str, b: str, weight=None, init_scale: float = 0.01, name: str | None = None
     ):

@@ -47,6 +47,8 @@ class ThirdOrder(_ThreeBlocks):
     otherwise W ~ N(0, init_scale^2). The learning signal for W_ijk is <t_i t_j t_k>_data -
     <t_i t_j t_k>_model."""
 
+    fresh_natural = True
+
     def __init__(
         self,
         a: str,
@@ -93,6 +95,8 @@ class Factored3Way(_ThreeBlocks):
     product of factor activities, which is what makes the model cheap where the full tensor is
     cubic in size. ``weights`` (optional) gives (Wx, Wy, Wh); otherwise each is
     N(0, init_scale^2)."""
+
+    fresh_natural = True
 
     def __init__(
         self,
