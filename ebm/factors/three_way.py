@@ -3,6 +3,7 @@ third-order term) and its factored form (Memisevic & Hinton's gated RBM, Taylor 
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -120,6 +121,7 @@ class Factored3Way(_ThreeBlocks):
             else [self.initial(w, f"W{b}") for w, b in zip(weights, "xyh", strict=True)]
         )
         self.factors = nn.ParameterList()
+        self._cache: dict[int, tuple] = {}
 
     def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self._shapes = {b: tuple(shapes[b]) for b in self.blocks}
@@ -146,9 +148,23 @@ class Factored3Way(_ThreeBlocks):
 
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         i = self.blocks.index(target)
-        flat = self._flat(stats)
-        f1, f2 = (flat[j] @ self.factors[j] for j in range(3) if j != i)
+        f1, f2 = (self._activity(j, stats) for j in range(3) if j != i)
         return self._shaped(target, (f1 * f2) @ self.factors[i].T)
+
+    def _activity(self, j: int, stats: dict[str, Tensor]) -> Tensor:
+        """t(block j) Wj, reused while neither that block's statistic (the same tensor object,
+        unmodified) nor Wj has changed, when no gradient is being recorded: a block Gibbs sweep
+        then projects each block once (6 matrix products a sweep instead of 9)."""
+        t, w = stats[self.blocks[j]], self.factors[j]
+        if torch.is_grad_enabled():
+            return t.flatten(1) @ w
+        key = (t._version, w._version, t.shape)
+        cached = self._cache.get(j)
+        if cached is not None and cached[0]() is t and cached[1] == key:
+            return cached[2]
+        out = t.flatten(1) @ w
+        self._cache[j] = (weakref.ref(t), key, out)
+        return out
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "n_factors": self.n_factors}

@@ -1,0 +1,319 @@
+"""Block Gibbs throughput against its limit and its peers, all in one process.
+
+For each model (a 784 x 500 Bernoulli RBM at 1,000 and 10,000 chains, a 3-layer DBM
+784-500-500-1000, a factored three-way model x, y, h), sweeps per second of
+
+- ``samplers.BlockGibbs`` (ours),
+- matmul-only: the matrix products one sweep needs, in the same shapes, and nothing else (the limit),
+- a plain hand-written torch loop (torch.rand, sigmoid, comparison),
+- a hand-written ``jax.jit`` loop (``lax.fori_loop`` over the same sweep with ``jax.random``),
+- thrml running the same model exported to it (``ebm.thrml_export``), where thrml can express it.
+
+Each figure is the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up (JAX and
+thrml compile there). Ratios are to the matmul-only rate of the same run. Also: memory growth over
+the timed sweeps (resident set on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU).
+
+    python benchmarks/throughput.py --json benchmarks/results/throughput.json
+    python benchmarks/throughput.py --quick            # a smoke test, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import ebm
+import samplers
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_rate(step: Callable[[], object], sweeps: int, repeats: int, device="cpu") -> float:
+    """Median sweeps per second of ``step`` (one sweep per call) over ``repeats`` timings."""
+    step()
+    _sync(device)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(sweeps):
+            step()
+        _sync(device)
+        rates.append(sweeps / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def resident_mib() -> float:
+    """Resident set size of this process (Linux /proc), MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# --- the models and what one sweep multiplies --------------------------------------------------
+
+
+def build(case: str, quick: bool) -> ebm.EnergyModel:
+    torch.manual_seed(0)
+    scale = 4 if quick else 1
+    if case == "rbm":
+        return ebm.models.rbm(784 // scale, 500 // scale, init_scale=0.05)
+    if case == "dbm":
+        return ebm.models.dbm([784 // scale, 500 // scale, 500 // scale, 1000 // scale], 0.05)
+    if case == "three-way":
+        return ebm.models.gated_rbm(256 // scale, 256 // scale, 256 // scale, 256 // scale, 0.05)
+    raise ValueError(case)
+
+
+def matmul_only(model: ebm.EnergyModel, case: str, chains: int) -> Callable[[], object]:
+    """The products of one sweep with nothing else: what no block Gibbs sweep can beat."""
+    dev, dt = model.device, model.dtype
+    if case in ("rbm", "dbm"):
+        names = model.blocks
+        weights = (
+            [model.factors[f"w{i}"].weight.detach() for i in range(1, len(names))]
+            if (case == "dbm")
+            else [model.factors["dense_v_h"].weight.detach()]
+        )
+        states = [torch.rand(chains, model.units[b].n, device=dev, dtype=dt) for b in names]
+
+        def step():
+            # each weight matrix is used once forwards (odd layers from even) and once backwards
+            for i, w in enumerate(weights):
+                states[i] @ w
+                states[i + 1] @ w.T
+
+        return step
+    wx, wy, wh = (w.detach() for w in model.factors["factored3_way_x_y_h"].factors)
+    x, y, h = (torch.rand(chains, model.units[b].n, device=dev, dtype=dt) for b in "xyh")
+
+    def step():
+        # block updates x, y, h: each block's factor activities once (after its update), and
+        # one product back to each block from the other two's activities
+        fx, fy, fh = x @ wx, y @ wy, h @ wh
+        (fy * fh) @ wx.T
+        (fx * fh) @ wy.T
+        (fx * fy) @ wh.T
+
+    return step
+
+
+def torch_loop(model: ebm.EnergyModel, case: str, chains: int, gen) -> Callable[[], object]:
+    """What a user writes by hand in torch: matmul, sigmoid, torch.rand, comparison, per block."""
+    dev, dt = model.device, model.dtype
+
+    def draw(a):
+        return (torch.rand(a.shape, generator=gen, device=dev, dtype=dt) < torch.sigmoid(a)).to(dt)
+
+    if case in ("rbm", "dbm"):
+        names = model.blocks
+        if case == "rbm":
+            weights = [model.factors["dense_v_h"].weight.detach()]
+        else:
+            weights = [model.factors[f"w{i}"].weight.detach() for i in range(1, len(names))]
+        biases = [model.factors[f"bias_{b}"].bias.detach() for b in names]
+        x = [torch.rand(chains, model.units[b].n, device=dev, dtype=dt).round() for b in names]
+        last = len(names) - 1
+
+        def update(i):
+            a = biases[i].expand(chains, -1).clone()
+            if i > 0:
+                a += x[i - 1] @ weights[i - 1]
+            if i < last:
+                a += x[i + 1] @ weights[i].T
+            x[i] = draw(a)
+
+        def step():
+            for i in range(1, len(names), 2):
+                update(i)
+            for i in range(0, len(names), 2):
+                update(i)
+
+        return step
+    f = model.factors["factored3_way_x_y_h"]
+    wx, wy, wh = (w.detach() for w in f.factors)
+    bx, by, bh = (model.factors[f"bias_{b}"].bias.detach() for b in "xyh")
+    s = {b: torch.rand(chains, model.units[b].n, device=dev, dtype=dt).round() for b in "xyh"}
+
+    def step():
+        s["x"] = draw(bx + ((s["y"] @ wy) * (s["h"] @ wh)) @ wx.T)
+        s["y"] = draw(by + ((s["x"] @ wx) * (s["h"] @ wh)) @ wy.T)
+        s["h"] = draw(bh + ((s["x"] @ wx) * (s["y"] @ wy)) @ wh.T)
+
+    return step
+
+
+def jax_loop(model: ebm.EnergyModel, case: str, chains: int, sweeps: int):
+    """A hand-written ``jax.jit`` loop: ``sweeps`` sweeps in one ``lax.fori_loop`` call."""
+    import jax
+    import jax.numpy as jnp
+
+    def arr(t):
+        return jnp.asarray(t.detach().cpu().float().numpy())
+
+    key = jax.random.PRNGKey(0)
+
+    def draw(k, a):
+        return (jax.random.uniform(k, a.shape) < jax.nn.sigmoid(a)).astype(jnp.float32)
+
+    if case in ("rbm", "dbm"):
+        names = model.blocks
+        if case == "rbm":
+            ws = [arr(model.factors["dense_v_h"].weight)]
+        else:
+            ws = [arr(model.factors[f"w{i}"].weight) for i in range(1, len(names))]
+        bs = [arr(model.factors[f"bias_{b}"].bias) for b in names]
+        last = len(names) - 1
+        x0 = [jnp.zeros((chains, model.units[b].n), jnp.float32) for b in names]
+
+        def sweep(i, carry):
+            xs, k = carry
+            xs = list(xs)
+            for parity in (1, 0):
+                for j in range(parity, len(names), 2):
+                    k, sub = jax.random.split(k)
+                    a = bs[j]
+                    if j > 0:
+                        a = a + xs[j - 1] @ ws[j - 1]
+                    if j < last:
+                        a = a + xs[j + 1] @ ws[j].T
+                    xs[j] = draw(sub, a)
+            return tuple(xs), k
+
+        carry0 = (tuple(x0), key)
+    else:
+        f = model.factors["factored3_way_x_y_h"]
+        wx, wy, wh = (arr(w) for w in f.factors)
+        bx, by, bh = (arr(model.factors[f"bias_{b}"].bias) for b in "xyh")
+        carry0 = (tuple(jnp.zeros((chains, model.units[b].n), jnp.float32) for b in "xyh"), key)
+
+        def sweep(i, carry):
+            (x, y, h), k = carry
+            k, k1, k2, k3 = jax.random.split(k, 4)
+            x = draw(k1, bx + ((y @ wy) * (h @ wh)) @ wx.T)
+            y = draw(k2, by + ((x @ wx) * (h @ wh)) @ wy.T)
+            h = draw(k3, bh + ((x @ wx) * (y @ wy)) @ wh.T)
+            return (x, y, h), k
+
+    run = jax.jit(lambda c: jax.lax.fori_loop(0, sweeps, sweep, c))
+    state = {"carry": carry0}
+
+    def step():  # one call runs ``sweeps`` sweeps
+        state["carry"] = run(state["carry"])
+        jax.block_until_ready(state["carry"])
+
+    return step
+
+
+def measure(case: str, chains: int, args) -> dict:
+    model = build(case, args.quick).to(args.device)
+    gen = torch.Generator(device=args.device).manual_seed(0)
+    gibbs = samplers.BlockGibbs(model, generator=gen)
+    state = {"x": gibbs.init(chains)}
+
+    def ours():
+        state["x"] = gibbs.step(state["x"])
+
+    row = {"case": case, "chains": chains, "blocks": {b: model.units[b].n for b in model.blocks}}
+    ours()  # warm-up, outside the memory figure
+    if torch.device(args.device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.max_memory_allocated()
+    else:
+        before = resident_mib()
+    row["ours"] = time_rate(ours, args.sweeps, args.repeats, args.device)
+    if torch.device(args.device).type == "cuda":
+        row["memory_growth_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    else:
+        row["memory_growth_mib"] = resident_mib() - before
+    row["matmul_only"] = time_rate(
+        matmul_only(model, case, chains), args.sweeps, args.repeats, args.device
+    )
+    row["torch_loop"] = time_rate(
+        torch_loop(model, case, chains, gen), args.sweeps, args.repeats, args.device
+    )
+    if not args.no_jax:
+        step = jax_loop(model, case, chains, args.sweeps)
+        row["jax_loop"] = time_rate(step, 1, args.repeats) * args.sweeps
+    if not args.no_thrml and case == "three-way":
+        n = model.units["x"].n * model.units["y"].n * model.units["h"].n
+        row["thrml"] = None
+        row["thrml_note"] = (
+            f"not timed: thrml has no low-rank factor, so the export expands the factored "
+            f"tensor into {n:,} three-spin terms"
+        )
+    elif not args.no_thrml:
+        try:
+            from _thrml import thrml_sweeps_per_second
+
+            row["thrml"] = thrml_sweeps_per_second(model, chains, args.thrml_sweeps)
+        except (ImportError, ValueError) as err:
+            row["thrml"] = None
+            row["thrml_note"] = str(err).splitlines()[0]
+    row["ratio_to_matmul"] = row["ours"] / row["matmul_only"]
+    for peer in ("torch_loop", "jax_loop", "thrml"):
+        if row.get(peer):
+            row[f"speedup_over_{peer}"] = row["ours"] / row[peer]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sweeps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-jax", action="store_true")
+    parser.add_argument("--no-thrml", action="store_true")
+    parser.add_argument("--thrml-sweeps", type=int, default=3, help="thrml is slow: time fewer")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=["rbm:1000", "rbm:10000", "dbm:1000", "three-way:1000"],
+        help="model:chains pairs (models: rbm, dbm, three-way)",
+    )
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--quick", action="store_true", help="small models, few sweeps")
+    args = parser.parse_args()
+    if args.quick:
+        args.sweeps, args.repeats, args.thrml_sweeps = 3, 1, 1
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases]
+    rows = []
+    for case, chains in cases:
+        row = measure(case, chains, args)
+        rows.append(row)
+        peers = ", ".join(
+            f"{k} {row[k]:.1f}/s" for k in ("torch_loop", "jax_loop", "thrml") if row.get(k)
+        )
+        print(
+            f"{case} x {chains} chains: ours {row['ours']:.1f} sweeps/s, matmul-only "
+            f"{row['matmul_only']:.1f}/s (ratio {row['ratio_to_matmul']:.2f}); {peers}; "
+            f"memory growth {row['memory_growth_mib']:+.1f} MiB",
+            flush=True,
+        )
+    record = {
+        "rows": rows,
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.platform(),
+        "sweeps": args.sweeps,
+        "repeats": args.repeats,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
