@@ -163,6 +163,13 @@ class Units(nn.Module):
         raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
 
 
+def _overwritable(natural: Tensor) -> bool:
+    """Whether ``sample_`` may draw into ``natural`` with the CPU kernel: contiguous, on the CPU,
+    and not part of a graph that autograd is recording."""
+    grad = natural.requires_grad and torch.is_grad_enabled()
+    return kernels.usable(natural) and natural.is_contiguous() and not grad
+
+
 def _bits(index: Tensor, n: int) -> Tensor:
     """Binary digits of ``index``, least significant first: shape (len(index), n)."""
     shifts = torch.arange(n, device=index.device)
@@ -216,7 +223,7 @@ class Bernoulli(_Binary):
         return (u < torch.sigmoid(natural)).to(natural.dtype)
 
     def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
-        if kernels.usable(natural) and natural.is_contiguous():
+        if _overwritable(natural):
             with torch.no_grad():
                 return kernels.binary_from_probs_(natural.sigmoid_(), generator)
         return self.sample(natural, generator)
@@ -247,7 +254,7 @@ class Spin(_Binary):
         return torch.where(u < torch.sigmoid(2 * natural), 1.0, -1.0).to(natural.dtype)
 
     def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
-        if kernels.usable(natural) and natural.is_contiguous():
+        if _overwritable(natural):
             with torch.no_grad():
                 probs = natural.mul_(2).sigmoid_()
                 return kernels.binary_from_probs_(probs, generator, -1.0, 1.0)

@@ -268,7 +268,7 @@ class GeometricPath:
         x = dict(x)
         for u in self.sum_out:
             extra = m.given_quadratic(u, _scaled(beta, t.quadratic.get(u)))
-            x[u] = m.units[u].sample(beta * t.eta[u], generator, **extra)
+            x[u] = m.units[u].sample_(beta * t.eta[u], generator, **extra)
         for group in reversed(self.groups) if reverse else self.groups:
             stats = m.statistics(x)
             new = {}
@@ -290,7 +290,7 @@ class GeometricPath:
                 if b in self.base_natural:
                     nat = nat + (1.0 - beta) * self.base_natural[b]
                 extra = m.given_quadratic(b, _scaled(beta, m.quadratic(b, x, stats)))
-                new[b] = m.units[b].sample(nat, generator, **extra)
+                new[b] = m.units[b].sample_(nat, generator, **extra)
             x.update(new)
         return {b: x[b] for b in self.chain_blocks}
 

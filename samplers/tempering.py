@@ -196,7 +196,7 @@ class ParallelTempering:
                 q = m.quadratic(b, state, stats)
                 if q is not None:
                     q = q * beta.reshape(-1, *([1] * (q.dim() - 1)))
-                new[b] = m.units[b].sample(nat, self.generator, **m.given_quadratic(b, q))
+                new[b] = m.units[b].sample_(nat, self.generator, **m.given_quadratic(b, q))
             state.update(new)
         return state
 

@@ -20,7 +20,9 @@ def test_sigmoid_schedule_shape():
 def test_adaptive_schedule_balances_step_variance():
     """In a run independent of its pilot, the adaptive schedule's per-step log-weight spreads are
     more even than the linear and sigmoid ones of the same length, and AIS on it is more precise
-    than on the linear schedule."""
+    than on the linear schedule: its standard error is about 5% lower (eight runs of 300 chains
+    each: 0.0208 +- 0.0004 against 0.0219 +- 0.0004), so the comparison uses 20,000 chains, with
+    which each standard error is itself known to about 1%."""
     model = random_rbm(10, 8, scale=1.5, seed=0)
     path = GeometricPath(model)
     schedules = {
@@ -38,7 +40,7 @@ def test_adaptive_schedule_balances_step_variance():
     for name in ("linear", "adaptive"):
         est = estimators.ais(
             model,
-            num_chains=300,
+            num_chains=20_000,
             betas=schedules[name],
             progress=False,
             generator=torch.Generator().manual_seed(2),
