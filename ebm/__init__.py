@@ -10,6 +10,7 @@ from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
 from ebm.io import load, save
 from ebm.model import EnergyModel
+from ebm.precision import reduced_precision
 from ebm.score_matching import fit_score_matching, fit_upoe_greedily, score_matching_loss
 from ebm.training import History, fit, linear_decay
 
@@ -33,6 +34,7 @@ __all__ = [
     "models",
     "plots",
     "pretrain_dbm",
+    "reduced_precision",
     "save",
     "score_matching_loss",
     "units",

@@ -1,0 +1,188 @@
+"""AIS on a 784 x 500 RBM: time for 14,500 betas x 1,000 chains, time to a given standard error,
+and the effect of reduced-precision matrix products on log Z.
+
+The RBM is trained briefly by CD-1 on MNIST (``--mnist DIR``, stochastically binarised) or, without
+MNIST, on scikit-learn's 8x8 digits enlarged to 28x28 (each pixel repeated over a 3.5 x 3.5 block,
+binarised by thresholding), so that AIS has a realistic, peaked model to anneal. AIS runs from the
+base-rate model over the Salakhutdinov & Murray schedule scaled to ``--betas`` betas, the hidden
+layer summed out, first with float32 matrix products and then inside ``ebm.reduced_precision()``
+(bf16 inputs, float32 accumulation on the CPU; TF32 on a GPU), with the same seed.
+
+Reported: seconds per run, log Z with its standard error and ESS, the difference between the two
+precisions in units of their combined standard error, the chains (and seconds) that a standard
+error of ``--target-se`` nats would take (the standard error falls as 1 / sqrt(chains)), and, on
+the 64 x 16 digits RBM whose log Z can be enumerated, the exact change of log Z when its weights
+are rounded to bf16 as the reduced-precision products round them.
+
+    python benchmarks/ais_speed.py --mnist DIR --json benchmarks/results/ais_speed.json
+    python benchmarks/ais_speed.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+import ebm
+import estimators
+import samplers
+
+
+def training_data(mnist: Path | None, quick: bool) -> torch.Tensor:
+    if mnist is not None:
+        train, _ = ebm.datasets.mnist(mnist, binarize="stochastic", seed=0)
+        return train[:5000] if quick else train
+    train, _ = ebm.datasets.digits(binarize=None)
+    images = train.reshape(-1, 1, 8, 8)
+    big = torch.nn.functional.interpolate(images, size=(28, 28), mode="nearest")
+    return (big.reshape(-1, 784) > 0.5).float()
+
+
+def train_rbm(data: torch.Tensor, epochs: int) -> ebm.EnergyModel:
+    torch.manual_seed(0)
+    model = ebm.models.rbm(784, 500)
+    ebm.fit(
+        model,
+        data,
+        samplers.CD(1),
+        epochs=epochs,
+        batch_size=100,
+        lr=0.05,
+        momentum=0.5,
+        weight_decay=2e-4,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    return model
+
+
+def run_ais(model, base, chains, betas, seed) -> estimators.Estimate:
+    return estimators.ais(
+        model,
+        num_chains=chains,
+        betas=estimators.schedules.salakhutdinov_murray_scaled(betas),
+        base=base,
+        generator=torch.Generator(device=model.device).manual_seed(seed),
+        progress=False,
+    )
+
+
+def bf16_rounding_on_digits() -> dict:
+    """Exact log Z of the 64 x 16 digits RBM with float32 weights and with bf16-rounded ones."""
+    train, _ = ebm.datasets.digits(binarize="threshold")
+    torch.manual_seed(0)
+    model = ebm.models.rbm(64, 16)
+    ebm.fit(
+        model,
+        train,
+        samplers.PCD(100),
+        epochs=30,
+        batch_size=20,
+        lr=0.05,
+        momentum=0.5,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+    )
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        w = rounded.factors["dense_v_h"].weight
+        w.copy_(w.bfloat16().float())
+    exact = estimators.exact_log_z(model).value
+    exact_rounded = estimators.exact_log_z(rounded).value
+    with ebm.reduced_precision():
+        ais_reduced = run_ais(model, ebm.base_rate(model, train), 1000, 14_500, seed=3)
+    return {
+        "exact_log_z": exact,
+        "exact_log_z_bf16_weights": exact_rounded,
+        "change": exact_rounded - exact,
+        "ais_reduced": ais_reduced.value,
+        "ais_reduced_stderr": ais_reduced.stderr,
+        "ais_reduced_vs_exact_in_se": (ais_reduced.value - exact) / ais_reduced.stderr,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mnist", type=Path, help="directory of the MNIST IDX files")
+    parser.add_argument("--epochs", type=int, default=5, help="CD-1 epochs for the RBM")
+    parser.add_argument("--chains", type=int, default=1000)
+    parser.add_argument("--betas", type=int, default=14_500)
+    parser.add_argument("--target-se", type=float, default=0.05, help="nats")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.chains, args.betas = 1, 50, 200
+    data = training_data(args.mnist, args.quick)
+    start = time.perf_counter()
+    model = train_rbm(data, args.epochs).to(args.device)
+    train_seconds = time.perf_counter() - start
+    base = ebm.base_rate(model, data.to(args.device))
+    full = run_ais(model, base, args.chains, args.betas, seed=1)
+    print(f"float32 products:  {full}", flush=True)
+    with ebm.reduced_precision():
+        reduced = run_ais(model, base, args.chains, args.betas, seed=1)
+    print(f"reduced precision: {reduced}", flush=True)
+    combined = math.hypot(full.stderr, reduced.stderr)
+    needed = math.ceil(args.chains * (full.stderr / args.target_se) ** 2)
+    record = {
+        "data": "mnist" if args.mnist else "digits enlarged to 28x28",
+        "train_seconds": train_seconds,
+        "chains": args.chains,
+        "betas": args.betas,
+        "float32": {
+            "log_z": full.value,
+            "stderr": full.stderr,
+            "ess": full.ess,
+            "seconds": full.seconds,
+        },
+        "reduced": {
+            "log_z": reduced.value,
+            "stderr": reduced.stderr,
+            "ess": reduced.ess,
+            "seconds": reduced.seconds,
+        },
+        "difference_in_combined_se": (reduced.value - full.value) / combined,
+        "speedup": full.seconds / reduced.seconds,
+        "target_se": args.target_se,
+        "chains_for_target_se": needed,
+        "seconds_for_target_se_float32": full.seconds * needed / args.chains,
+        "seconds_for_target_se_reduced": reduced.seconds * needed / args.chains,
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+    }
+    print(
+        f"difference {record['difference_in_combined_se']:+.2f} combined standard errors; "
+        f"reduced precision {record['speedup']:.2f}x faster; a standard error of "
+        f"{args.target_se} nats needs about {needed:,} chains: "
+        f"{record['seconds_for_target_se_float32']:.0f} s (float32), "
+        f"{record['seconds_for_target_se_reduced']:.0f} s (reduced)",
+        flush=True,
+    )
+    if not args.quick:
+        record["digits_exact"] = bf16_rounding_on_digits()
+        d = record["digits_exact"]
+        print(
+            f"digits 64x16 RBM: exact log Z {d['exact_log_z']:.4f}, with bf16-rounded weights "
+            f"{d['exact_log_z_bf16_weights']:.4f} (change {d['change']:+.4f}); AIS inside "
+            f"reduced_precision {d['ais_reduced']:.4f} ± {d['ais_reduced_stderr']:.4f} "
+            f"({d['ais_reduced_vs_exact_in_se']:+.2f} se from the exact float32 value)"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Reduced-precision matrix products for the hot loops, as an opt-in context.
+
+Inside ``with ebm.reduced_precision():`` float32 matrix products round their inputs to bfloat16
+on the CPU (oneDNN; AMX or AVX512-BF16 units where present) and to TF32 on NVIDIA GPUs, keeping
+float32 accumulation and float32 results. Tensors stay float32 and estimators still accumulate
+log-weights in float64: what changes is that every product sees weights rounded to 8 (bf16) or
+10 (TF32) mantissa bits, so a run samples and anneals a model whose weights are rounded that way.
+For binary states the states themselves are exact in bf16. ``benchmarks/ais_speed.py`` measures
+the effect on log Z next to AIS's own error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+__all__ = ["reduced_precision"]
+
+
+@contextmanager
+def reduced_precision(cpu: str = "bf16", cuda: str = "tf32") -> Iterator[None]:
+    """Within the block, float32 matmuls use ``cpu`` ("bf16" or "none") internal precision on
+    the CPU and ``cuda`` ("tf32" or "none") on GPUs; the previous settings come back on exit."""
+    if cpu not in ("bf16", "none") or cuda not in ("tf32", "none"):
+        raise ValueError(
+            f"cpu must be 'bf16' or 'none' and cuda 'tf32' or 'none', got {cpu}, {cuda}"
+        )
+    mkldnn = torch.backends.mkldnn.matmul
+    old_cpu = mkldnn.fp32_precision
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        mkldnn.fp32_precision = cpu
+        torch.backends.cuda.matmul.allow_tf32 = cuda == "tf32"
+        yield
+    finally:
+        mkldnn.fp32_precision = old_cpu
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
