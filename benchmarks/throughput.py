@@ -7,11 +7,14 @@ For each model (a 784 x 500 Bernoulli RBM at 1,000 and 10,000 chains, a 3-layer 
 - matmul-only: the matrix products one sweep needs, in the same shapes, and nothing else (the limit),
 - a plain hand-written torch loop (torch.rand, sigmoid, comparison),
 - a hand-written ``jax.jit`` loop (``lax.fori_loop`` over the same sweep with ``jax.random``),
-- thrml running the same model exported to it (``ebm.thrml_export``), where thrml can express it.
+- thrml running the same model exported to it (``ebm.thrml_export``), where thrml can express it,
+
+and ours and the matmul-only limit again inside ``ebm.reduced_precision()`` (bf16 products).
 
 Each figure is the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up (JAX and
 thrml compile there). Ratios are to the matmul-only rate of the same run. Also: memory growth over
-the timed sweeps (resident set on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU).
+the timed sweeps, after a warm-up of as many (resident set on the CPU,
+``torch.cuda.max_memory_allocated`` on a GPU): zero when the hot loop allocates nothing new.
 
     python benchmarks/throughput.py --json benchmarks/results/throughput.json
     python benchmarks/throughput.py --quick            # a smoke test, seconds
@@ -224,7 +227,7 @@ def measure(case: str, chains: int, args) -> dict:
         state["x"] = gibbs.step(state["x"])
 
     row = {"case": case, "chains": chains, "blocks": {b: model.units[b].n for b in model.blocks}}
-    ours()  # warm-up, outside the memory figure
+    time_rate(ours, args.sweeps, 1, args.device)  # warm-up: caches, allocator, kernel compile
     if torch.device(args.device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.max_memory_allocated()
@@ -238,6 +241,11 @@ def measure(case: str, chains: int, args) -> dict:
     row["matmul_only"] = time_rate(
         matmul_only(model, case, chains), args.sweeps, args.repeats, args.device
     )
+    with ebm.reduced_precision():
+        row["ours_reduced"] = time_rate(ours, args.sweeps, args.repeats, args.device)
+        row["matmul_only_reduced"] = time_rate(
+            matmul_only(model, case, chains), args.sweeps, args.repeats, args.device
+        )
     row["torch_loop"] = time_rate(
         torch_loop(model, case, chains, gen), args.sweeps, args.repeats, args.device
     )
@@ -260,6 +268,7 @@ def measure(case: str, chains: int, args) -> dict:
             row["thrml"] = None
             row["thrml_note"] = str(err).splitlines()[0]
     row["ratio_to_matmul"] = row["ours"] / row["matmul_only"]
+    row["ratio_to_matmul_reduced"] = row["ours_reduced"] / row["matmul_only_reduced"]
     for peer in ("torch_loop", "jax_loop", "thrml"):
         if row.get(peer):
             row[f"speedup_over_{peer}"] = row["ours"] / row[peer]
@@ -295,7 +304,8 @@ def main() -> None:
         )
         print(
             f"{case} x {chains} chains: ours {row['ours']:.1f} sweeps/s, matmul-only "
-            f"{row['matmul_only']:.1f}/s (ratio {row['ratio_to_matmul']:.2f}); {peers}; "
+            f"{row['matmul_only']:.1f}/s (ratio {row['ratio_to_matmul']:.2f}); bf16 products: "
+            f"ours {row['ours_reduced']:.1f}/s, ratio {row['ratio_to_matmul_reduced']:.2f}; {peers}; "
             f"memory growth {row['memory_growth_mib']:+.1f} MiB",
             flush=True,
         )
