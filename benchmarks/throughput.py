@@ -5,7 +5,8 @@ For each model (a 784 x 500 Bernoulli RBM at 1,000 and 10,000 chains, a 3-layer 
 
 - ``samplers.BlockGibbs`` (ours),
 - matmul-only: the matrix products one sweep needs, in the same shapes, and nothing else (the limit),
-- a plain hand-written torch loop (torch.rand, sigmoid, comparison),
+- a plain hand-written torch loop (torch.rand, sigmoid, comparison), and the same loop through
+  ``torch.compile`` (its own random numbers: inductor generates them inline, without a generator),
 - a hand-written ``jax.jit`` loop (``lax.fori_loop`` over the same sweep with ``jax.random``),
 - thrml running the same model exported to it (``ebm.thrml_export``), where thrml can express it,
 
@@ -249,6 +250,9 @@ def measure(case: str, chains: int, args) -> dict:
     row["torch_loop"] = time_rate(
         torch_loop(model, case, chains, gen), args.sweeps, args.repeats, args.device
     )
+    if not args.quick:  # inductor compiles for a minute or so per model
+        compiled = torch.compile(torch_loop(model, case, chains, None), dynamic=False)
+        row["torch_compile_loop"] = time_rate(compiled, args.sweeps, args.repeats, args.device)
     if not args.no_jax:
         step = jax_loop(model, case, chains, args.sweeps)
         row["jax_loop"] = time_rate(step, 1, args.repeats) * args.sweeps
@@ -269,7 +273,7 @@ def measure(case: str, chains: int, args) -> dict:
             row["thrml_note"] = str(err).splitlines()[0]
     row["ratio_to_matmul"] = row["ours"] / row["matmul_only"]
     row["ratio_to_matmul_reduced"] = row["ours_reduced"] / row["matmul_only_reduced"]
-    for peer in ("torch_loop", "jax_loop", "thrml"):
+    for peer in ("torch_loop", "torch_compile_loop", "jax_loop", "thrml"):
         if row.get(peer):
             row[f"speedup_over_{peer}"] = row["ours"] / row[peer]
     return row
@@ -300,7 +304,9 @@ def main() -> None:
         row = measure(case, chains, args)
         rows.append(row)
         peers = ", ".join(
-            f"{k} {row[k]:.1f}/s" for k in ("torch_loop", "jax_loop", "thrml") if row.get(k)
+            f"{k} {row[k]:.1f}/s"
+            for k in ("torch_loop", "torch_compile_loop", "jax_loop", "thrml")
+            if row.get(k)
         )
         print(
             f"{case} x {chains} chains: ours {row['ours']:.1f} sweeps/s, matmul-only "
