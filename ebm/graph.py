@@ -238,16 +238,24 @@ class Graph:
         return path
 
     def _layout(self) -> dict[str, tuple[float, float]]:
-        """Blocks on a row in insertion order; each factor above the mean of its blocks, spread
-        apart where several share a place."""
-        pos = {b: (float(i), 0.0) for i, b in enumerate(self.units)}
-        spots: dict[float, list[str]] = {}
-        for name, f in self.factors.items():
-            x = sum(pos[b][0] for b in f.blocks) / len(f.blocks)
-            spots.setdefault(round(x, 6), []).append(name)
-        for x, names in spots.items():
-            for j, name in enumerate(names):
-                pos[name] = (x + 0.35 * (j - (len(names) - 1) / 2), 1.0)
+        """Blocks on a row in insertion order (spread to the width of the factor row when there
+        are more factors than blocks); factors on a row above, each as near the mean of its
+        blocks as a spacing of one unit between neighbours allows."""
+        blocks, factors = list(self.units), list(self.factors)
+        spacing = max(1.0, len(factors) / max(len(blocks), 1))
+        pos = {b: (i * spacing, 0.0) for i, b in enumerate(blocks)}
+        wanted = {
+            n: sum(pos[b][0] for b in self.factors[n].blocks) / len(self.factors[n].blocks)
+            for n in factors
+        }
+        order = sorted(factors, key=lambda n: (wanted[n], factors.index(n)))
+        xs: list[float] = []
+        for n in order:
+            xs.append(wanted[n] if not xs else max(wanted[n], xs[-1] + 1.0))
+        if xs:  # shift the row back so that it is centred where the factors want to be
+            shift = sum(wanted[n] for n in order) / len(order) - sum(xs) / len(xs)
+            for n, x in zip(order, xs, strict=True):
+                pos[n] = (x + shift, 1.0)
         return pos
 
     def __repr__(self) -> str:
