@@ -43,9 +43,13 @@ def _plan(model: EnergyModel, max_states: int, sum_out=None) -> tuple[list[str],
             raise ValueError(f"block {b!r} is continuous: it must be summed out, not enumerated")
     log_size = sum(math.log2(model.units[b].num_states) for b in rest)
     if log_size > math.log2(max_states) + 1e-9:
-        size = 2.0**log_size
+        size = (
+            f"{2.0**log_size:,.0f} states (2^{log_size:.1f})"
+            if log_size < 50
+            else (f"2^{log_size:.1f} states")
+        )
         raise ValueError(
-            f"exact log Z would enumerate {size:,.0f} states (2^{log_size:.1f}) of blocks "
+            f"exact log Z would enumerate {size} of blocks "
             f"{rest} after summing out {sum_out}; the limit is max_states={max_states:,}"
         )
     return sum_out, rest, math.prod(int(model.units[b].num_states) for b in rest)
