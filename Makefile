@@ -4,10 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,diagnostics,distributed,pyro,jax,thrml
+EXTRAS ?= dev,diagnostics,distributed,pyro,jax,thrml,docs
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo test docs lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ test: install
 	$(BIN)/ruff check ebm samplers estimators tests examples benchmarks
 	$(BIN)/python -m pytest -q
 
+docs: install
+	$(BIN)/python docs/figures.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: install
 	$(BIN)/ruff check ebm samplers estimators tests examples
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info site docs/figures
