@@ -12,6 +12,7 @@ float64 (``jax_enable_x64`` is switched on).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -144,7 +145,7 @@ def to_jax(model: EnergyModel, blocks=None) -> JaxEnergy:
         batch = next(iter(state.values())).shape[0]
         stats = {b: units[b][1](p["units"][b], state[b]).reshape(batch, -1) for b in blocks}
         total = sum(units[b][2](p["units"][b], state[b]) for b in blocks)
-        zeros = {u: jnp.zeros((batch, int(jnp.prod(jnp.array(shapes[u]))))) for u in sum_out}
+        zeros = {u: jnp.zeros((batch, math.prod(shapes[u]))) for u in sum_out}
         eta = {u: jnp.zeros_like(zeros[u]) for u in sum_out}
         for name, f in model.factors.items():
             energy = factors[name][1]

@@ -111,10 +111,12 @@ class Units(nn.Module):
     def random(
         self, num_chains: int, generator: torch.Generator | None = None, device=None, dtype=None
     ) -> Tensor:
-        """A draw at zero natural parameters (uniform for discrete units): used to start chains."""
+        """A draw at zero natural parameters (uniform for discrete units): used to start chains.
+        Detached from the unit type's parameters (a starting point, not part of any graph)."""
         ref = self._reference(device, dtype)
         natural = ref.new_zeros((num_chains, *self.shape))
-        return self.sample(natural, generator)
+        with torch.no_grad():
+            return self.sample(natural, generator)
 
     def _reference(self, device, dtype) -> Tensor:
         p = next(iter(self.parameters()), None)

@@ -33,8 +33,9 @@ def ais_log_likelihood(
         Z(v) = sum over the hidden blocks h of exp(-E(v, h))
 
     is estimated for each example by AIS on the model with v clamped (``GeometricPath(clamp=)``:
-    a uniform base over the hidden blocks that cannot be summed out together, the rest summed
-    out; for a 2-layer DBM, anneal h1 with h2 summed out), ``chains_per_example`` chains each,
+    a uniform base over the hidden blocks that cannot be summed out together, the summable set
+    that leaves the fewest states summed out; for a 2-layer DBM the larger hidden layer is summed
+    out and the other annealed), ``chains_per_example`` chains each,
     ``examples_per_run`` examples at a time in one vectorised run. AIS underestimates each log Z(v)
     in expectation (so this errs low) while an AIS log Z errs low too (so this errs high): with an
     exact log Z it is a stochastic lower bound. Unlike the mean-field bound it has no variational

@@ -144,3 +144,34 @@ def test_cd_training_raises_the_held_out_log_likelihood():
     )
     diff = per_example(student) - before
     assert float(diff.mean()) > 5 * float(diff.std() / math.sqrt(len(diff)))
+
+
+def test_numpyro_nuts_with_the_precisions_summed_out_matches_quadrature():
+    """NumPyro's NUTS on F(x), the Gamma precisions summed out inside the JAX free energy: the
+    second moments of x agree with quadrature within 4 Monte Carlo standard errors (arviz's MCSE
+    of each product x_i x_j over 4 chains)."""
+    pytest.importorskip("numpyro")
+    from samplers.diagnostics import mcse
+
+    model = fas_2d(seed=3, n_constraints=4)
+    _, _, second = quadrature(model)
+    draws = samplers.NumPyroNUTS(model).run(
+        2000, warmup_steps=500, num_chains=4, generator=torch.Generator().manual_seed(5)
+    )["x"]
+    assert draws.shape == (4, 2000, 2)
+    for i in range(2):
+        for j in range(2):
+            product = draws[..., i] * draws[..., j]
+            err = mcse(product)
+            assert abs(float(product.mean()) - float(second[i, j])) < 4 * err, (i, j, err)
+
+
+def test_pyro_nuts_starts_from_detached_draws_on_a_gaussian_rbm():
+    """The starting values come from the unit types' own draws, which must not carry their
+    learnable parameters' gradients into pyro (a Gaussian RBM has a learnable mean)."""
+    pytest.importorskip("pyro")
+    model = ebm.models.gaussian_rbm(3, 2)
+    draws = samplers.NUTS(model).run(
+        20, warmup_steps=20, num_chains=1, generator=torch.Generator().manual_seed(0)
+    )
+    assert draws["v"].shape == (1, 20, 3) and torch.isfinite(draws["v"]).all()
