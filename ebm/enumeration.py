@@ -46,11 +46,13 @@ def choose_sum_out(model: EnergyModel, among=None) -> list[str]:
     among = model.blocks if among is None else [b for b in model.blocks if b in set(among)]
     continuous = [b for b in among if not model.units[b].discrete]
     discrete = [b for b in among if model.units[b].discrete]
-    if not _valid(model, continuous):
+    try:
+        model.summable(continuous)
+    except ValueError as err:
         raise ValueError(
-            f"continuous blocks {continuous} cannot be summed out together and cannot "
-            f"be enumerated: exact log Z is not available for this model"
-        )
+            f"the continuous blocks {continuous} must be summed out (they cannot be enumerated) "
+            f"and cannot be: {err}; exact log Z is not available for this model"
+        ) from err
 
     def log_size(s):
         return sum(math.log(model.units[b].num_states) for b in discrete if b not in s)
