@@ -5,7 +5,7 @@ Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below
 """
 
 from ebm import chains, datasets, factors, inference, models, plots, units
-from ebm.base import FactorizedBase, base_rate
+from ebm.base import FactorizedBase, base_rate, mean_field_base
 from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
 from ebm.io import load, save
@@ -30,6 +30,7 @@ __all__ = [
     "fit_upoe_greedily",
     "inference",
     "linear_decay",
+    "mean_field_base",
     "load",
     "models",
     "plots",

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ebm.model import EnergyModel
 
-__all__ = ["FactorizedBase", "base_rate"]
+__all__ = ["FactorizedBase", "base_rate", "mean_field_base"]
 
 
 class FactorizedBase:
@@ -116,3 +116,45 @@ def base_rate(
         else:
             raise ValueError(f"base_rate supports discrete units; block {b!r} is {kind}")
     return FactorizedBase(model, out)
+
+
+def mean_field_base(
+    model: EnergyModel,
+    data,
+    blocks=None,
+    generator: torch.Generator | None = None,
+    max_sweeps: int = 100,
+    smoothing: float = 5.0,
+) -> FactorizedBase:
+    """A base-rate model over the data's blocks and, beyond them, over hidden ``blocks`` (for a
+    DBM default: the even hidden layers h2, h4, ...), whose rates come from the data's posterior.
+
+    The hidden blocks are filled by mean field (``ebm.inference.mean_field`` on ``data``, at most
+    ``max_sweeps`` sweeps), one binary draw per example from q is taken, and ``base_rate`` is fitted
+    to the data together with those draws (``smoothing`` as there). Annealing from it with the odd
+    layers summed out starts the chains where the model puts its mass, not at the pixels'
+    marginals with the hidden units uniform: on a 784-500-1000 DBM trained on MNIST, AIS with
+    20,000 betas from the base-rate model over v had an ESS of 4 in 1,000 chains and fell at least
+    7 nats short; from this base its ESS was 90 in 200 (docs/results.md).
+    """
+    from ebm.inference import mean_field
+
+    state = model.validate_data(data)
+    if blocks is None:
+        from ebm.deep import dbm_layers
+
+        blocks = dbm_layers(model)[2::2]
+    blocks = list(blocks)
+    for b in blocks:
+        if type(model.units[b]).__name__ != "Bernoulli" or b in state:
+            raise ValueError(f"mean_field_base draws hidden Bernoulli blocks; got {b!r}")
+    if not blocks:
+        return base_rate(model, state, smoothing=smoothing)
+    with torch.no_grad():
+        q = mean_field(model, state, max_sweeps=max_sweeps)
+        drawn = {}
+        for b in blocks:
+            mu = q.means[b]
+            u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            drawn[b] = (u < mu).to(mu.dtype)
+    return base_rate(model, {**state, **drawn}, smoothing=smoothing)

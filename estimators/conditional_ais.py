@@ -27,6 +27,8 @@ def ais_log_likelihood(
     examples_per_run: int = 100,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    base=None,
+    sum_out=None,
 ) -> Estimate:
     """Mean over the examples of log p(v) = log Z(v) - log Z, where
 
@@ -43,7 +45,9 @@ def ais_log_likelihood(
     (which includes their AIS noise) and log Z's standard error, in quadrature.
     ``extras['per_example']`` holds each log p(v) and ``extras['per_example_stderr']`` its AIS
     standard error (delta method); ``extras['min_ess']`` is the smallest ESS of any example's
-    weights.
+    weights. ``base`` (a ``FactorizedBase`` over hidden blocks) and ``sum_out`` choose another
+    path: for a DBM, ``base=ebm.mean_field_base(model, data, ...)`` restricted to h2 with
+    ``sum_out=["h1"]`` anneals h2 from the data's mean-field rates with h1 summed out.
     """
     start = time.perf_counter()
     lz, lz_se, lz_source = log_z_parts(log_z)
@@ -59,7 +63,7 @@ def ais_log_likelihood(
         rows = {b: x[lo : lo + examples_per_run] for b, x in state.items()}
         m = next(iter(rows.values())).shape[0]
         clamp = {b: x.repeat_interleave(chains_per_example, 0) for b, x in rows.items()}
-        path = GeometricPath(model, clamp=clamp)
+        path = GeometricPath(model, base, sum_out=sum_out, clamp=clamp)
         run = ais(
             model,
             num_chains=m * chains_per_example,
