@@ -41,8 +41,8 @@ def ais(
     from a factorised base A over the visible blocks (default: uniform; ``ebm.base_rate`` gives the
     base-rate model) to the model at beta = 1 (see ``GeometricPath``). The blocks S (``sum_out``,
     default: the hidden blocks when summable together) are summed out of the weights, which for an
-    RBM is the standard path of Salakhutdinov & Murray; for a DBM give the base-rate base too (see
-    ``GeometricPath`` for how S is then chosen). Each chain starts from an exact draw of
+    RBM is the standard path of Salakhutdinov & Murray; for a trained DBM give
+    ``base=ebm.mean_field_base(model, data)`` and ``sum_out=["h1"]`` (see ``GeometricPath``). Each chain starts from an exact draw of
     p_0, and at every intermediate beta_k takes one block Gibbs sweep that leaves p_k invariant,
     accumulating in float64
 
