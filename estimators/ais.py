@@ -42,9 +42,9 @@ def ais(
     base-rate model) to the model at beta = 1 (see ``GeometricPath``). The blocks S (``sum_out``,
     default: the hidden blocks when summable together) are summed out of the weights, which for an
     RBM is the standard path of Salakhutdinov & Murray; for a trained DBM give
-    ``base=ebm.mean_field_base(model, data)`` and ``sum_out=["h1"]`` (see ``GeometricPath``). Each chain starts from an exact draw of
-    p_0, and at every intermediate beta_k takes one block Gibbs sweep that leaves p_k invariant,
-    accumulating in float64
+    ``base=ebm.mean_field_base(model, data)`` and ``sum_out=["h1"]`` (see ``GeometricPath``).
+    Each chain starts from an exact draw of p_0, and at every intermediate beta_k takes one block
+    Gibbs sweep that leaves p_k invariant, accumulating in float64
 
         log w = sum_k [log f_k(x_k) - log f_{k-1}(x_k)].
 
