@@ -13,9 +13,10 @@ For each model (a 784 x 500 Bernoulli RBM at 1,000 and 10,000 chains, a 3-layer 
 and ours and the matmul-only limit again inside ``ebm.reduced_precision()`` (bf16 products).
 
 Each figure is the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up (JAX and
-thrml compile there). Ratios are to the matmul-only rate of the same run. Also: memory growth over
-the timed sweeps, after a warm-up of as many (resident set on the CPU,
-``torch.cuda.max_memory_allocated`` on a GPU): zero when the hot loop allocates nothing new.
+thrml compile there). Ratios are to the matmul-only rate of the same run, measured alternately with
+ours (the median of the paired ratios). Also: memory growth over 5 x --sweeps sweeps after a
+warm-up of 3 x --sweeps (resident set on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU):
+zero when the hot loop allocates nothing new.
 
     python benchmarks/throughput.py --json benchmarks/results/throughput.json
     python benchmarks/throughput.py --quick            # a smoke test, seconds
@@ -24,6 +25,7 @@ the timed sweeps, after a warm-up of as many (resident set on the CPU,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -55,6 +57,24 @@ def time_rate(step: Callable[[], object], sweeps: int, repeats: int, device="cpu
         _sync(device)
         rates.append(sweeps / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def memory_growth(step: Callable[[], object], args) -> float:
+    """MiB the process grows by over 5 x --sweeps steps after 3 x --sweeps of warm-up (resident
+    set on the CPU; peak allocated memory on a GPU): zero when the loop reuses its memory."""
+    for _ in range(3 * args.sweeps):
+        step()
+    cuda = torch.device(args.device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.max_memory_allocated() if cuda else resident_mib()
+    for _ in range(5 * args.sweeps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    return resident_mib() - before
 
 
 def resident_mib() -> float:
@@ -228,25 +248,25 @@ def measure(case: str, chains: int, args) -> dict:
         state["x"] = gibbs.step(state["x"])
 
     row = {"case": case, "chains": chains, "blocks": {b: model.units[b].n for b in model.blocks}}
+    limit = matmul_only(model, case, chains)
     time_rate(ours, args.sweeps, 1, args.device)  # warm-up: caches, allocator, kernel compile
-    if torch.device(args.device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.max_memory_allocated()
-    else:
-        before = resident_mib()
-    row["ours"] = time_rate(ours, args.sweeps, args.repeats, args.device)
-    if torch.device(args.device).type == "cuda":
-        row["memory_growth_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
-    else:
-        row["memory_growth_mib"] = resident_mib() - before
-    row["matmul_only"] = time_rate(
-        matmul_only(model, case, chains), args.sweeps, args.repeats, args.device
-    )
-    with ebm.reduced_precision():
-        row["ours_reduced"] = time_rate(ours, args.sweeps, args.repeats, args.device)
-        row["matmul_only_reduced"] = time_rate(
-            matmul_only(model, case, chains), args.sweeps, args.repeats, args.device
-        )
+    time_rate(limit, args.sweeps, 1, args.device)
+    # ours and the limit alternate, one timing each per repeat, so that drifts of the machine's
+    # speed (other tenants, frequency) hit both; the ratio is the median of the paired ratios
+    for key, context in (("", contextlib.nullcontext), ("_reduced", ebm.reduced_precision)):
+        pairs = []
+        with context():
+            for _ in range(args.repeats):
+                pairs.append(
+                    (
+                        time_rate(ours, args.sweeps, 1, args.device),
+                        time_rate(limit, args.sweeps, 1, args.device),
+                    )
+                )
+        row["ours" + key] = statistics.median(p[0] for p in pairs)
+        row["matmul_only" + key] = statistics.median(p[1] for p in pairs)
+        row["ratio_to_matmul" + key] = statistics.median(p[0] / p[1] for p in pairs)
+    row["memory_growth_mib"] = memory_growth(ours, args)
     row["torch_loop"] = time_rate(
         torch_loop(model, case, chains, gen), args.sweeps, args.repeats, args.device
     )
@@ -271,8 +291,6 @@ def measure(case: str, chains: int, args) -> dict:
         except (ImportError, ValueError) as err:
             row["thrml"] = None
             row["thrml_note"] = str(err).splitlines()[0]
-    row["ratio_to_matmul"] = row["ours"] / row["matmul_only"]
-    row["ratio_to_matmul_reduced"] = row["ours_reduced"] / row["matmul_only_reduced"]
     for peer in ("torch_loop", "torch_compile_loop", "jax_loop", "thrml"):
         if row.get(peer):
             row[f"speedup_over_{peer}"] = row["ours"] / row[peer]

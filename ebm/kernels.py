@@ -113,7 +113,7 @@ def binary_from_probs_(
     return probs
 
 
-PARALLEL_MIN = 65_536  # outputs per thread below which one thread does it all
+PARALLEL_MIN = 32768  # outputs per thread below which one thread does it all
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 
