@@ -104,10 +104,13 @@ def binary_from_probs_(
         _KERNEL(flat[:half], flat[half : 2 * half], seed, 0, lo, hi)
         return probs
     bounds = [half * t // threads for t in range(threads + 1)]
-    jobs = [
-        _pool(threads).submit(_KERNEL, flat[a:b], flat[half + a : half + b], seed, a, lo, hi)
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
+    jobs = [  # the other threads take all ranges but the last, which this thread does itself
+        _pool(threads - 1).submit(_KERNEL, flat[a:b], flat[half + a : half + b], seed, a, lo, hi)
+        for a, b in ranges[:-1]
     ]
+    a, b = ranges[-1]
+    _KERNEL(flat[a:b], flat[half + a : half + b], seed, a, lo, hi)
     for job in jobs:
         job.result()
     return probs
