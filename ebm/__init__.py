@@ -10,7 +10,7 @@ from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
 from ebm.io import load, save
 from ebm.model import EnergyModel
-from ebm.precision import reduced_precision
+from ebm.precision import full_precision, reduced_precision
 from ebm.score_matching import fit_score_matching, fit_upoe_greedily, score_matching_loss
 from ebm.training import History, fit, linear_decay
 
@@ -27,6 +27,7 @@ __all__ = [
     "factors",
     "fit",
     "fit_score_matching",
+    "full_precision",
     "fit_upoe_greedily",
     "inference",
     "linear_decay",

@@ -5,8 +5,11 @@ on the CPU (oneDNN; AMX or AVX512-BF16 units where present) and to TF32 on NVIDI
 float32 accumulation and float32 results. Tensors stay float32 and estimators still accumulate
 log-weights in float64: what changes is that every product sees weights rounded to 8 (bf16) or
 10 (TF32) mantissa bits, so a run samples and anneals a model whose weights are rounded that way.
-For binary states the states themselves are exact in bf16. ``benchmarks/ais_speed.py`` measures
-the effect on log Z next to AIS's own error.
+For binary states the states themselves are exact in bf16. ``estimators.ais`` evaluates the last
+increment of its log-weights, the model itself at beta = 1, inside ``full_precision()``: the
+rounded models are then only its intermediate distributions, which AIS may choose freely, so
+on discrete blocks its estimate is of the full-precision log Z, with no rounding bias.
+``benchmarks/ais_speed.py`` measures the effect on log Z next to AIS's own error.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["reduced_precision"]
+__all__ = ["full_precision", "reduced_precision"]
 
 
 @contextmanager
@@ -37,3 +40,9 @@ def reduced_precision(cpu: str = "bf16", cuda: str = "tf32") -> Iterator[None]:
     finally:
         mkldnn.fp32_precision = old_cpu
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
+
+
+def full_precision():
+    """Within the block, float32 matmuls run at full float32 precision on the CPU and on GPUs,
+    whatever ``reduced_precision`` (or a global TF32 setting) chose outside it."""
+    return reduced_precision(cpu="none", cuda="none")

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ebm.base import FactorizedBase
 from ebm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
+from ebm.precision import full_precision
 from estimators import schedules
 from estimators.distributed import run_shards, shard_seeds, split
 from estimators.estimate import Estimate, log_mean_exp
@@ -52,6 +53,12 @@ def ais(
     bound; the bias shrinks with more betas and chains). The standard error is the delta-method
     one, sd(w) / (sqrt(n) mean(w)), and the 95% interval is value +- 1.96 stderr; the ESS of the
     weights is reported next to it: a small ESS means the error bar itself is unreliable.
+
+    Inside ``ebm.reduced_precision()`` the transitions and the intermediate log f_k see weights
+    rounded to bf16 / TF32: they define the intermediate distributions, which AIS may choose
+    freely, while the last increment, at beta = 1, is evaluated at full precision. On discrete
+    blocks (exact in bf16) the estimate is then of the full-precision model's log Z, with the same
+    guarantees; only its variance depends on the rounding.
 
     ``checkpoint``: a file that the run saves to every ``checkpoint_every`` seconds and when
     interrupted (Ctrl-C); calling ``ais`` again with the same file resumes where it stopped, with
@@ -120,7 +127,11 @@ def ais(
                         _save(checkpoint, key, *snapshot)
                         last_save = time.perf_counter()
                 t = path.terms(x)
-                log_w = log_w + path.log_f(beta_list[k], t) - path.log_f(beta_list[k - 1], t)
+                t_k = t
+                if k == num - 1:  # the model itself: never through rounded products
+                    with full_precision():
+                        t_k = path.terms(x)
+                log_w = log_w + path.log_f(beta_list[k], t_k) - path.log_f(beta_list[k - 1], t)
                 if k < num - 1:
                     x = path.transition(x, beta_list[k], t, generator)
                 if progress and k % 200 == 0:

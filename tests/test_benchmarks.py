@@ -38,27 +38,60 @@ def test_benchmark_runs_quick(script, args, tmp_path):
     assert record
 
 
+def _weights_that_bf16_rounds_towards_zero(model):
+    """Moves every weight of the RBM 0.45 of a bf16 step away from zero, so that rounding to
+    bf16 takes each one back towards zero: the rounded model's log Z is lower by many AIS
+    standard errors (log Z grows with every weight's magnitude along E[v_i h_j] here)."""
+    with torch.no_grad():
+        w = model.factors["dense_v_h"].weight
+        rounded = w.bfloat16()
+        up = torch.nextafter(rounded.abs(), torch.tensor(float("inf"), dtype=torch.bfloat16))
+        r = rounded.float()
+        w.copy_(torch.sign(r) * (r.abs() + 0.45 * (up.float() - r.abs())))
+        assert torch.equal(w.bfloat16().float(), r)
+    return r
+
+
 def test_reduced_precision_restores_settings_and_keeps_ais_honest():
     """Inside the context float32 products round their inputs to bf16 (the results differ from
-    full precision), after it they do not; AIS run inside it on a 10 x 8 RBM lands within three
-    standard errors of the exact log Z (the rounding moves log Z by far less than that here)."""
+    full precision), after it and inside ``full_precision`` they do not. AIS run inside it on a
+    20 x 18 RBM whose weights all lose magnitude to the rounding (the rounded model's log Z is
+    0.039 lower, about 10 of AIS's standard errors) lands within three standard errors of the
+    full-precision exact log Z: the rounded products only define AIS's intermediate
+    distributions, and the last increment is evaluated at full precision. (oneDNN rounds only
+    products whose inner dimension exceeds 16, hence both layers above 16 units.)"""
     before = torch.backends.mkldnn.matmul.fp32_precision
-    x = torch.randn(200, 300, generator=torch.Generator().manual_seed(1))
-    w = torch.randn(300, 100, generator=torch.Generator().manual_seed(2))
-    full = x @ w
+    model = random_rbm(20, 18, scale=0.5, seed=0)
+    rounded_weights = _weights_that_bf16_rounds_towards_zero(model)
+    w = model.factors["dense_v_h"].weight.detach()
+    v = torch.rand(500, 20, generator=torch.Generator().manual_seed(1)).round()
+    h = torch.rand(500, 18, generator=torch.Generator().manual_seed(2)).round()
+    full = (v @ w, h @ w.T)
     with ebm.reduced_precision():
-        rounded = x @ w
+        rounded = (v @ w, h @ w.T)
+        with ebm.full_precision():
+            assert all(torch.equal(a, b) for a, b in zip((v @ w, h @ w.T), full, strict=True))
     assert torch.backends.mkldnn.matmul.fp32_precision == before
-    assert torch.equal(x @ w, full)
-    if not torch.equal(rounded, full):  # where oneDNN honours the setting (x86 with AVX-512)
-        assert torch.allclose(rounded, full, rtol=0, atol=0.05 * float(full.abs().max()))
-    model = random_rbm(10, 8, scale=1.0, seed=0)
+    assert torch.equal(v @ w, full[0])
+    # where oneDNN honours the setting (x86 with AVX-512), both directions are rounded products
+    honoured = all(
+        torch.equal(a, b)
+        for a, b in zip(rounded, (v @ rounded_weights, h @ rounded_weights.T), strict=True)
+    )
     exact = estimators.exact_log_z(model).value
+    rounded_model = random_rbm(20, 18, scale=0.5, seed=0)
+    with torch.no_grad():
+        rounded_model.factors["dense_v_h"].weight.copy_(rounded_weights)
+    exact_rounded = estimators.exact_log_z(rounded_model).value
     with ebm.reduced_precision():
         est = estimators.ais(
             model, num_chains=500, progress=False, generator=torch.Generator().manual_seed(0)
         )
     assert abs(est.value - exact) < 3 * est.stderr, (est, exact)
+    # the test has the power to see the rounding: the rounded model's log Z is far outside
+    assert exact - exact_rounded > 8 * est.stderr, (exact, exact_rounded, est)
+    if honoured:  # and AIS, though it sampled the rounded models, did not estimate their log Z
+        assert abs(est.value - exact_rounded) > 6 * est.stderr, (est, exact_rounded)
     with pytest.raises(ValueError, match="bf16"):
         with ebm.reduced_precision(cpu="fp8"):
             pass
