@@ -14,6 +14,7 @@ import ebm
 import samplers
 from ebm.cli import app
 from ebm.enumeration import exact_log_marginal, state_index
+from samplers.compare import COLUMNS
 from samplers.diagnostics import autocorrelation, summarize
 from samplers.tempering import equal_rejection_ladder
 from tests.helpers import joint_states, noise_floor, random_rbm, total_variation
@@ -30,11 +31,22 @@ def _ar1(phi, chains, draws, seed):
     return x
 
 
+def _bartlett_se(phi, lags, n):
+    """Bartlett's standard error of the sample autocorrelation r_k of an AR(1) series of n draws:
+    var r_k = (1/n) [(1 + phi^2)(1 - phi^2k) / (1 - phi^2) - 2k phi^2k]."""
+    k = np.asarray(lags, dtype=np.float64)
+    p2k = phi ** (2 * k)
+    return np.sqrt(((1 + phi**2) * (1 - p2k) / (1 - phi**2) - 2 * k * p2k) / n)
+
+
 @pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
 def test_ess_and_autocorrelation_time_of_an_ar1_series(phi):
     """For AR(1), tau = (1 + phi) / (1 - phi), ESS = N / tau and rho(k) = phi^k. The estimates
     agree within 4 standard errors: Sokal's relative error sqrt(2 (2M + 1) / N) of tau for a
-    window of M = 5 tau lags (the same relative error for ESS), and 1/sqrt(N) for rho(k)."""
+    window of M = 5 tau lags (the same relative error for ESS), and for rho(k), k = 1..5, the
+    Bartlett standard error of the sample autocorrelation of AR(1) (``_bartlett_se``, with N the
+    draws of all chains, as rho averages the independent chains). The rho check has the power to
+    tell phi from phi +- 0.05: those are more than 4 standard errors off at some lag."""
     chains, draws = 4, 20_000
     x = _ar1(phi, chains, draws, seed=1)
     n = chains * draws
@@ -48,7 +60,14 @@ def test_ess_and_autocorrelation_time_of_an_ar1_series(phi):
     sd = 1 / math.sqrt(1 - phi**2)
     assert abs(s.mcse - sd * math.sqrt(tau / n)) < 4 * rel * s.mcse
     rho = autocorrelation(x, 5)
-    assert np.allclose(rho, phi ** np.arange(6), atol=4 * math.sqrt(tau / n) * 3)
+    lags = np.arange(1, 6)
+    assert rho[0] == pytest.approx(1.0)
+
+    def z(phi_):  # the largest deviation from phi_^k, in standard errors
+        return np.max(np.abs(rho[1:] - phi_**lags) / _bartlett_se(phi_, lags, n))
+
+    assert z(phi) < 4, (rho, phi)
+    assert z(phi - 0.05) > 4 and z(phi + 0.05) > 4, (rho, phi)
 
 
 def test_diagnostics_of_chains_that_disagree_or_never_move():
@@ -263,6 +282,76 @@ def test_findings_flag_a_broken_sampler_and_pass_a_sound_one():
     assert bad.tv > bad.noise_floor
     text = str(result)
     assert "NeverUpdatesHidden" in text and "never changed" in text and "no problem found" in text
+    # the TV cell shows both floors: of as many exact draws as were kept, and of the smallest ESS
+    cell = result.row(good)[COLUMNS.index("TV (floors n / ESS)")]
+    assert cell == f"{good.tv:.3f} ({good.noise_floor:.3f} / {good.noise_floor_effective:.3f})"
+    assert good.tv_draws == 8 * 2400 and 0 < good.effective_draws < good.tv_draws
+    assert good.noise_floor < good.noise_floor_effective
+
+
+def test_findings_flag_a_short_run():
+    """60 sweeps of 4 block Gibbs chains on the multimodal 8x4 RBM keep 48 draws per chain: at
+    most 192 draws (ESS below 400: too few samples), and fewer than 50 autocorrelation times
+    (undermixed) for any statistic with tau above 48 / 50."""
+    model = random_rbm(8, 4, scale=2.0, seed=0)
+    r = samplers.compare(
+        model, [samplers.BlockGibbs], num_chains=4, sweeps=60, progress=False
+    ).results[0]
+    assert r.statistics["energy"].draws == 48 and not r.trusted
+    assert any(f.startswith("too few samples: 'energy'") for f in r.findings), r.findings
+    assert any(f.startswith("undermixed: the autocorrelation time of 'energy'") for f in r.findings)
+
+
+class ExactDraws:
+    """A perfect sampler of ``source`` offered as a sampler of ``model`` (the same blocks): every
+    step draws each chain's (v, h) afresh from the exact joint of ``source``. With ``source`` =
+    ``model`` it is an ideal sampler; with another model it mixes perfectly, but wrongly."""
+
+    def __init__(self, model, source):
+        self.model = model
+        blocks = ["v", "h"]
+        self.p = exact_log_marginal(source.double(), blocks).exp()
+        source.float()
+        states = joint_states(model, blocks)
+        order = torch.argsort(state_index(model, blocks, states))
+        self.states = {b: states[b][order].float() for b in blocks}
+
+    def init(self, num_chains, generator=None):
+        self.generator, self.chains = generator, num_chains
+        return self.step(None)
+
+    def step(self, state):
+        i = torch.multinomial(self.p, self.chains, replacement=True, generator=self.generator)
+        return {b: s[i] for b, s in self.states.items()}
+
+
+def test_noise_floor_findings_catch_a_sampler_of_the_wrong_distribution():
+    """Exact independent draws of the multimodal 8x4 RBM and of the same RBM with every weight
+    0.1 larger (exact total variation 0.096 between their p(v)), both offered as samplers of the
+    first: 6,400 kept draws each, whose noise floor is about 0.03. The true model's draws stay
+    under both floors (no noise-floor finding); the wrong model's are above both, and that is
+    the one finding, as no convergence diagnostic notices anything."""
+    model = random_rbm(8, 4, scale=2.0, seed=0)
+    wrong = random_rbm(8, 4, scale=2.0, seed=0)
+    with torch.no_grad():
+        wrong.factors["dense_v_h"].weight.add_(0.1)
+    result = samplers.compare(
+        model,
+        [lambda m: ExactDraws(m, m), lambda m: ExactDraws(m, wrong)],
+        names=["exact", "wrong"],
+        num_chains=4,
+        sweeps=2000,
+        progress=False,
+    )
+    exact, bad = result["exact"], result["wrong"]
+    assert exact.tv_draws == bad.tv_draws == 4 * 1600
+    assert exact.tv <= min(exact.noise_floor, exact.noise_floor_effective), exact
+    assert not any("above the noise floor" in f for f in exact.findings), exact.findings
+    assert bad.tv > max(bad.noise_floor, bad.noise_floor_effective), bad
+    assert bad.findings and all(f.startswith("above the noise floor") for f in bad.findings)
+    data = result.to_dict()["samplers"][1]
+    assert data["noise_floor"] == bad.noise_floor
+    assert data["noise_floor_effective"] == bad.noise_floor_effective
 
 
 def test_compare_checks_its_arguments():
@@ -311,6 +400,7 @@ def test_cli_compare_writes_json_and_html(tmp_path):
     assert names == ["gibbs", "pt"]
     gibbs = data["samplers"][0]
     assert gibbs["trusted"] is False and gibbs["statistics"]["mean v"]["rhat"] > 1.1
+    assert gibbs["noise_floor"] < gibbs["tv"] and gibbs["noise_floor_effective"] is not None
     assert data["samplers"][1]["swap_rates"] and data["samplers"][1]["tv"] is not None
     page = out_html.read_text()
     assert page.count("data:image/png;base64,") == 4 and "not converged" in page
