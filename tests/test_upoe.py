@@ -81,15 +81,16 @@ def test_hmc_matches_the_known_second_moments():
 
 
 def test_ais_with_hmc_transitions_is_calibrated_against_the_exact_log_z():
-    """x carried by the chains, annealed from N(0, I) with one HMC transition per beta: over 3
-    runs the z-scores against the exact log Z stay within 3."""
+    """x carried by the chains, annealed from N(0, I) with one HMC transition per beta (400
+    betas, ESS near all 200 chains): over 3 runs the z-scores against the exact log Z stay
+    within 3."""
     model = upoe(4, 2, seed=5)
     exact = ebm.models.upoe_log_z(model)
     for seed in range(3):
         est = estimators.ais(
             model,
             num_chains=200,
-            betas=estimators.schedules.linear(1000),
+            betas=estimators.schedules.linear(400),
             generator=torch.Generator().manual_seed(seed),
             progress=False,
         )
