@@ -15,7 +15,7 @@ check. A maximum-likelihood single HMM fitted by EM (hmmlearn, 8 states) is the 
 The held-out figures, with their errors and the paired differences from the single HMM, go to
 OUT/results.json and a bar chart to OUT/pohmm.png.
 
-    python examples/pohmm_co2.py               # about 3 minutes on one CPU core
+    python examples/pohmm_co2.py               # 2 min 16 s on one CPU core (docs/results.md)
     python examples/pohmm_co2.py --quick       # a smoke test
 """
 

@@ -1,10 +1,11 @@
 """Products of hidden Markov models: the forward algorithm against hmmlearn and brute force, FFBS
 against exact path posteriors, exact log Z against brute force and AIS, block Gibbs against the
-exact joint, and CD training."""
+exact joint (binary and categorical x) and the exact moments (Gaussian x), and CD training."""
 
 import itertools
 import math
 
+import arviz as az
 import pytest
 import torch
 from hmmlearn import hmm
@@ -12,7 +13,13 @@ from hmmlearn import hmm
 import ebm
 import estimators
 import samplers
+from estimators.exact import enumerate_states, exact_log_marginal
 from tests.helpers import noise_floor, randomize, support, total_variation
+
+EMISSIONS = {
+    "bernoulli": {"emission": "bernoulli", "dims": 2},
+    "categorical": {"emission": "categorical", "symbols": 3},
+}
 
 
 def one_hot_paths(length, states):
@@ -149,33 +156,41 @@ def test_initial_state_and_transition_are_factors_the_graph_classifies():
         g.add_factor(ebm.factors.Transition("s"))
 
 
-def test_exact_log_z_and_ais_on_a_product_of_hmms():
-    model = random_pohmm(2, 2, 3, seed=9, emission="bernoulli", dims=2)
+@pytest.mark.parametrize(
+    "emission, n_hmms, seed",
+    [("bernoulli", 2, 9), ("categorical", 3, 10)],
+    ids=["bernoulli", "categorical"],
+)
+def test_exact_log_z_and_ais_on_a_product_of_hmms(emission, n_hmms, seed):
+    """Exact log Z against brute force over every (x, s1, ..., sM), and three AIS runs (300 chains,
+    300 linear betas, the paths summed out) within 3 standard errors of it: 2 HMMs with binary x
+    (2 per step) and 3 HMMs with categorical x (3 symbols), 2 states, 3 steps."""
+    model = random_pohmm(n_hmms, 2, 3, seed=seed, **EMISSIONS[emission])
     with torch.no_grad():
         brute = float(torch.logsumexp(-model.energy(brute_joint(model)), 0))
     exact = estimators.exact_log_z(model)
     assert exact.value == pytest.approx(brute, abs=1e-10)
     assert exact.value < 0  # sum_x prod_m p_m(x) <= 1
-    for seed in range(3):
+    for ais_seed in range(3):
         est = estimators.ais(
             model,
             num_chains=300,
             betas=estimators.schedules.linear(300),
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(ais_seed),
             progress=False,
         )
-        assert est.extras["summed_out"] == ["s1", "s2"] and 0 < est.stderr < 0.1
+        assert est.extras["summed_out"] == model.blocks[1:] and 0 < est.stderr < 0.1
         assert abs(est.value - exact.value) < 3 * est.stderr, (est, exact)
-    categorical = random_pohmm(3, 2, 3, seed=10, emission="categorical", symbols=3)
-    with torch.no_grad():
-        brute = float(torch.logsumexp(-categorical.energy(brute_joint(categorical)), 0))
-    assert estimators.exact_log_z(categorical).value == pytest.approx(brute, abs=1e-10)
 
 
-def test_block_gibbs_matches_the_exact_joint():
-    """20,000 chains, 50 sweeps (all paths by FFBS given x, then x given the paths): the histogram
-    of (x, s1, s2) over its 4,096 states is within the noise floor of as many exact draws."""
-    model = random_pohmm(2, 2, 3, seed=11, emission="bernoulli", dims=2)
+@pytest.mark.parametrize(
+    "emission, seed", [("bernoulli", 11), ("categorical", 19)], ids=["bernoulli", "categorical"]
+)
+def test_block_gibbs_matches_the_exact_joint(emission, seed):
+    """20,000 chains, 50 sweeps (all paths by FFBS given x, then x given the paths) on 2 HMMs of
+    2 states and 3 steps: the histogram of (x, s1, s2) over its 4,096 states (binary x, 2 per step)
+    or 1,728 (categorical x, 3 symbols) is within the noise floor of as many exact draws."""
+    model = random_pohmm(2, 2, 3, seed=seed, **EMISSIONS[emission])
     joint = brute_joint(model)
     with torch.no_grad():
         p = torch.softmax(-model.energy(joint), 0)
@@ -190,6 +205,63 @@ def test_block_gibbs_matches_the_exact_joint():
     rows = torch.cat([final[b].flatten(1) for b in model.blocks], 1).tolist()
     idx = torch.tensor([codes[tuple(r)] for r in rows])
     assert total_variation(torch.bincount(idx, minlength=len(p)), p) <= noise_floor(p, n)
+
+
+def test_block_gibbs_matches_the_exact_moments_of_a_gaussian_product_of_hmms():
+    """2 HMMs of 2 states, 3 steps of 2-D Gaussian x (sigma 0.7). Exactly, x is a mixture over the
+    64 joint path configurations: given the paths, x_t ~ N(mean_m mu_m(s^m_t), sigma^2 / M) (the
+    normalised product of the emissions), and the paths have weights p(s) (the model's exact
+    marginal, checked against the chain priors times the Gaussian integral by hand). 2,000 block
+    Gibbs chains (30 sweeps of burn-in, then 50 draws): E[x_i] and E[x_i^2] of every coordinate
+    within 4 Monte Carlo standard errors (sd / sqrt(arviz ESS)); with the emission variance off by
+    20% either way the second moments are not."""
+    n_hmms, length, dims, sigma = 2, 3, 2, 0.7
+    model = random_pohmm(n_hmms, 2, length, seed=17, emission="gaussian", dims=dims, sigma=sigma)
+    paths = model.blocks[1:]
+    log_p = exact_log_marginal(model, paths)
+    configs = enumerate_states(model, paths, 0, len(log_p), torch.float64)
+    log_prior, mu_sum, mu_sq = 0.0, 0.0, 0.0
+    for m in range(1, n_hmms + 1):
+        pi, a, f = hmm_parameters(model, m)
+        s = configs[f"s{m}"]  # (64, T, K)
+        log_prior = log_prior + s[:, 0] @ pi.log()
+        log_prior = log_prior + torch.einsum("cti,ij,ctj->c", s[:, :-1], a.log(), s[:, 1:])
+        mu = s @ f.params.detach()  # (64, T, D)
+        mu_sum, mu_sq = mu_sum + mu, mu_sq + (mu**2).sum(-1)
+    # integral over x_t of prod_m N(x_t; mu_m, sigma^2), up to a constant
+    log_gauss = ((mu_sum**2).sum(-1) / (2 * n_hmms * sigma**2) - mu_sq / (2 * sigma**2)).sum(-1)
+    assert torch.allclose(torch.log_softmax(log_prior + log_gauss, 0), log_p, atol=1e-10)
+    mean, var = (mu_sum / n_hmms).reshape(len(log_p), length * dims), sigma**2 / n_hmms
+    with torch.no_grad():
+        given = model.conditional("x", configs)
+    assert torch.allclose(given.mean, mean)
+    assert torch.allclose(given.variance, torch.full_like(mean, var))
+    p = log_p.exp()
+
+    def second(v):
+        return p @ (mean**2 + v)
+
+    gibbs = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(18))
+    with torch.no_grad():
+        state, draws = gibbs.run(gibbs.init(2000), 30), []
+        for _ in range(50):
+            state = gibbs.step(state)
+            draws.append(state["x"])
+    x = torch.stack(draws, 1).numpy()  # (chains, draws, T * D)
+
+    def z_scores(stat, exact):
+        out = []
+        for i in range(stat.shape[-1]):
+            ess = float(az.ess(stat[..., i]))
+            assert ess > 1000, (i, ess)
+            se = float(stat[..., i].std()) / math.sqrt(ess)
+            out.append((float(stat[..., i].mean()) - float(exact[i])) / se)
+        return torch.tensor(out)
+
+    z_first, z_second = z_scores(x, p @ mean), z_scores(x**2, second(var))
+    assert (z_first.abs() < 4).all() and (z_second.abs() < 4).all(), (z_first, z_second)
+    for wrong in (0.8 * var, 1.2 * var):
+        assert z_scores(x**2, second(wrong)).abs().max() > 4
 
 
 def test_cd_training_raises_the_exact_log_likelihood_and_the_model_saves(tmp_path):
