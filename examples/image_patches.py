@@ -9,10 +9,11 @@ Gibbs sampler (Gamma precisions given x, a correlated Gaussian x given the preci
 out log-likelihood uses log Z from AIS (the precisions summed out, x annealed from its Gaussian
 term) with its error, next to the exact log-likelihood of the best Gaussian; the difference is
 paired, on the same test patches. The constraint filters, mapped back to pixels, are saved as a
-picture, and how localised they are is measured: the share of each filter's squared weight inside
-its best 4x4 window, against the same share for random directions of the whitened space and for
-the filters that FastICA (scikit-learn) finds on the same whitened patches, the classic reference
-for localised, oriented filters.
+picture, and how localised and how oriented they are is measured: the share of each filter's
+squared weight inside its best 4x4 window, and the coherence of its structure tensor (how much one
+gradient orientation dominates), each against the same measure for random directions of the
+whitened space and for the filters that FastICA (scikit-learn) finds on the same whitened patches,
+the classic reference for localised, oriented filters.
 
     python examples/image_patches.py             # about 4 minutes on one CPU core
     python examples/image_patches.py --quick     # a smoke test
@@ -43,6 +44,17 @@ def locality(filters: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     energy = filters.reshape(-1, 1, SIDE, SIDE) ** 2
     inside = torch.nn.functional.avg_pool2d(energy, window, stride=1) * window**2
     return inside.flatten(1).max(1).values / energy.flatten(1).sum(1)
+
+
+def orientation_coherence(filters: torch.Tensor) -> torch.Tensor:
+    """For each filter (rows, SIDE * SIDE pixels): how much one orientation dominates its local
+    gradients, from the structure tensor J = sum over pixels of g g^T (g the image gradient):
+    (lambda_1 - lambda_2) / (lambda_1 + lambda_2) of J, 1 for an edge or grating at one angle, near
+    0 for a checkerboard or isotropic noise."""
+    images = filters.reshape(-1, SIDE, SIDE)
+    gy, gx = torch.gradient(images, dim=(1, 2))
+    jxx, jyy, jxy = (gx * gx).sum((1, 2)), (gy * gy).sum((1, 2)), (gx * gy).sum((1, 2))
+    return torch.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy)
 
 
 def ica_filters(train: torch.Tensor, seed: int) -> torch.Tensor:
@@ -128,19 +140,35 @@ def main() -> None:
     print(f"  gain over the Gaussian         {float(diff.mean()):+9.3f} ± {gain_se:.3f}")
     save_filters(model, white, args.out / "filters.png")
     model.save(args.out / "fas.safetensors")
-    learned = locality((white @ model.factors["constraints"].weight.detach()).T)
-    random_dirs = torch.randn(dim, 1000, generator=g, dtype=white.dtype)
-    chance = locality((white @ random_dirs).T)
-    ica = locality((white @ ica_filters(train, args.seed)).T)
-    threshold = float(torch.quantile(chance, 0.95))
-    localised = float((learned > threshold).double().mean())
-    ica_localised = float((ica > threshold).double().mean())
-    print(
-        f"locality (share of squared weight in the best {WINDOW}x{WINDOW} window), median: learned "
-        f"filters {float(learned.median()):.2f}, FastICA {float(ica.median()):.2f}, random "
-        f"directions {float(chance.median()):.2f}; above the random directions' 95th percentile "
-        f"({threshold:.2f}): {localised:.0%} of the learned filters, {ica_localised:.0%} of ICA's"
-    )
+    pixels = {
+        "learned": (white @ model.factors["constraints"].weight.detach()).T,
+        "random": (white @ torch.randn(dim, 1000, generator=g, dtype=white.dtype)).T,
+        "ica": (white @ ica_filters(train, args.seed)).T,
+    }
+    shape_record = {}
+    for measure, describe in (
+        (locality, f"locality (share of squared weight in the best {WINDOW}x{WINDOW} window)"),
+        (orientation_coherence, "orientation (coherence of the structure tensor)"),
+    ):
+        learned, chance, ica = (measure(pixels[k]) for k in ("learned", "random", "ica"))
+        threshold = float(torch.quantile(chance, 0.95))
+        above = float((learned > threshold).double().mean())
+        ica_above = float((ica > threshold).double().mean())
+        print(
+            f"{describe}, median: learned filters {float(learned.median()):.2f}, FastICA "
+            f"{float(ica.median()):.2f}, random directions {float(chance.median()):.2f}; above "
+            f"the random directions' 95th percentile ({threshold:.2f}): {above:.0%} of the "
+            f"learned filters, {ica_above:.0%} of ICA's"
+        )
+        name = measure.__name__
+        shape_record |= {
+            f"{name}_median": float(learned.median()),
+            f"{name}_random_median": float(chance.median()),
+            f"{name}_random_95th": threshold,
+            f"{name}_share_above_random": above,
+            f"{name}_ica_median": float(ica.median()),
+            f"{name}_share_above_random_ica": ica_above,
+        }
     record = {
         "args": {**vars(args), "out": str(args.out)},
         "gaussian": float(gauss_per.mean()),
@@ -153,12 +181,7 @@ def main() -> None:
         "log_z_ess": log_z.ess,
         "train_seconds": train_seconds,
         "ais_seconds": log_z.seconds,
-        "locality_median": float(learned.median()),
-        "locality_random_median": float(chance.median()),
-        "locality_random_95th": threshold,
-        "share_localised": localised,
-        "locality_ica_median": float(ica.median()),
-        "share_localised_ica": ica_localised,
+        **shape_record,
     }
     (args.out / "results.json").write_text(json.dumps(record, indent=2))
     print(f"filters: {args.out / 'filters.png'}")

@@ -18,6 +18,8 @@ MARKERS = {
     "mcrbm_patches.py": "held-out log p(v)",
     "pohmm_co2.py": "held-out log p(x)",
 }
+# the plots each example writes into its --out directory
+PLOTS = {"pohmm_co2.py": ["pohmm.png"], "image_patches.py": ["filters.png"]}
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
@@ -33,6 +35,9 @@ def test_example_runs_quick(script, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert MARKERS.get(script.name, "log Z =") in result.stdout
+    for name in PLOTS.get(script.name, []):
+        plot = tmp_path / name
+        assert plot.is_file() and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
 def test_gated_rbm_hidden_units_predict_the_shift(tmp_path):
