@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,diagnostics,distributed,pyro,jax,thrml,docs
 BIN := $(VENV)/bin
 
-.PHONY: demo test docs lint install clean
+.PHONY: demo test docs bench lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install
 docs: install
 	$(BIN)/python docs/figures.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# every benchmark of docs/benchmarks.md, JSON records into benchmarks/results (MNIST=DIR for the
+# AIS benchmarks' MNIST RBM; without it they train on enlarged digits)
+bench: install
+	$(BIN)/python benchmarks/run.py $(if $(MNIST),--mnist $(MNIST))
 
 lint: install
 	$(BIN)/ruff check ebm samplers estimators tests examples

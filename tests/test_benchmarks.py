@@ -1,6 +1,7 @@
 """The benchmark scripts run in their quick modes (so none can rot), and the reduced-precision
 context restores torch's settings and keeps AIS within its error of the exact log Z."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,6 +17,13 @@ from tests.helpers import random_rbm
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _tables_module():
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize(
     "script, args",
     [
@@ -25,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ],
 )
 def test_benchmark_runs_quick(script, args, tmp_path):
-    out = tmp_path / "result.json"
+    out = tmp_path / script.replace(".py", ".json")
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *args],
         capture_output=True,
@@ -35,7 +43,21 @@ def test_benchmark_runs_quick(script, args, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(out.read_text())
-    assert record
+    # the record renders as the tables of docs/benchmarks.md do: a line per row of the record
+    table = _tables_module().tables(tmp_path)[out.stem]
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) >= len(
+        record.get("rows", [record])
+    )
+
+
+def test_docs_show_the_tables_of_the_committed_benchmark_records():
+    """docs/benchmarks.md carries, verbatim, the tables that benchmarks/tables.py renders from the
+    JSON records in benchmarks/results: the page says what the records measured."""
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    rendered = _tables_module().tables(ROOT / "benchmarks" / "results")
+    assert set(rendered) == {"throughput", "ais_speed", "ais_scaling"}
+    for name, table in rendered.items():
+        assert table in page, f"docs/benchmarks.md lacks the {name} table of its record"
 
 
 def _weights_that_bf16_rounds_towards_zero(model):

@@ -1,0 +1,124 @@
+"""Markdown tables of the benchmark records (the JSON files that ``run.py`` writes).
+
+python benchmarks/tables.py benchmarks/results      # prints the tables of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+PEERS = (
+    ("torch_loop", "torch loop"),
+    ("torch_compile_loop", "torch.compile loop"),
+    ("jax_loop", "jax.jit loop"),
+    ("thrml", "thrml"),
+)
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def throughput_table(record: dict) -> str:
+    """Sweeps per second of each case: ours, the matmul-only limit, their ratio (the median of
+    paired timings), the peers, and the same ratio with bf16 products."""
+    head = ["model", "chains", "ours", "matmul-only", "ratio"]
+    head += [label for _, label in PEERS]
+    head += ["ours, bf16", "ratio, bf16", "memory growth"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in record["rows"]:
+        shape = "-".join(str(n) for n in r["blocks"].values())
+        cells = [
+            f"{r['case']} {shape}",
+            f"{r['chains']:,}",
+            _rate(r["ours"]),
+            _rate(r["matmul_only"]),
+            f"**{r['ratio_to_matmul']:.2f}**",
+        ]
+        cells += [_rate(r.get(key)) for key, _ in PEERS]
+        cells += [
+            _rate(r["ours_reduced"]),
+            f"{r['ratio_to_matmul_reduced']:.2f}",
+            f"{r['memory_growth_mib']:+.1f} MiB",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ais_speed_table(record: dict) -> str:
+    """AIS on the 784 x 500 RBM at float32 and with reduced-precision products."""
+    chains, betas = record["chains"], record["betas"]
+    lines = [
+        f"| products | seconds ({chains:,} chains x {betas:,} betas) | log Z | ESS | "
+        f"seconds to a standard error of {record['target_se']} nats |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in (("float32", "float32"), ("reduced", "bf16 / TF32 (reduced)")):
+        r = record[key]
+        lines.append(
+            f"| {label} | {r['seconds']:.1f} | {r['log_z']:.4f} ± {r['stderr']:.4f} | "
+            f"{r['ess']:.0f} | {record[f'seconds_for_target_se_{key}']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def reduced_precision_table(record: dict) -> str:
+    """The exact effect of bf16 rounding on the enumerable digits RBM, and AIS's estimate."""
+    d = record["digits_exact"]
+    return "\n".join(
+        [
+            "| 64 x 16 digits RBM | log Z |",
+            "|---|---|",
+            f"| exact, float32 weights | {d['exact_log_z']:.4f} |",
+            f"| exact, weights rounded to bf16 | {d['exact_log_z_bf16_weights']:.4f} "
+            f"({d['change']:+.4f}) |",
+            f"| AIS inside `ebm.reduced_precision()` | {d['ais_reduced']:.4f} ± "
+            f"{d['ais_reduced_stderr']:.4f} ({d['ais_reduced_vs_exact_in_se']:+.2f} standard "
+            f"errors from the exact float32 value) |",
+        ]
+    )
+
+
+def ais_scaling_table(record: dict) -> str:
+    """Wall time of one AIS run in process and sharded over Ray tasks."""
+    lines = ["| run | cores | seconds | speed-up | log Z |", "|---|---|---|---|---|"]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['run']} | {r['cores']} | {r['seconds']:.1f} | "
+            f"{r['speedup_over_one_thread']:.2f} | {r['log_z']:.3f} ± {r['stderr']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def tables(results: Path) -> dict[str, str]:
+    """The tables of every record present in ``results``, by record name."""
+    out = {}
+    for name in ("throughput", "ais_speed", "ais_scaling"):
+        path = results / f"{name}.json"
+        if not path.exists():
+            continue
+        record = json.loads(path.read_text())
+        if name == "throughput":
+            parts = [throughput_table(record)]
+        elif name == "ais_speed":
+            parts = [ais_speed_table(record)]
+            if "digits_exact" in record:  # measured by the full run only
+                parts.append(reduced_precision_table(record))
+        else:
+            parts = [ais_scaling_table(record)]
+        out[name] = "\n\n".join(parts)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, nargs="?", default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    for name, table in tables(args.results).items():
+        print(f"## {name}\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()
