@@ -64,11 +64,13 @@ def co2_symbols(length: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     return encode(train), encode(test), [float(c) for c in cuts]
 
 
-def em_reference(train: torch.Tensor, test: torch.Tensor, states: int, seed: int) -> torch.Tensor:
+def em_reference(
+    train: torch.Tensor, test: torch.Tensor, states: int, seed: int, iterations: int = 200
+) -> torch.Tensor:
     """Per-window held-out log-likelihoods of an 8-state HMM fitted by EM (hmmlearn)."""
     from hmmlearn import hmm
 
-    ref = hmm.CategoricalHMM(n_components=states, n_iter=200, random_state=seed, tol=1e-6)
+    ref = hmm.CategoricalHMM(n_components=states, n_iter=iterations, random_state=seed, tol=1e-6)
     seqs = train.argmax(-1).numpy()
     ref.fit(seqs.reshape(-1, 1), lengths=[seqs.shape[1]] * len(seqs))
     return torch.tensor(
@@ -117,10 +119,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/pohmm_co2"))
+    parser.add_argument("--ais-chains", type=int, default=200, help="for the AIS check of log Z")
+    parser.add_argument("--betas", type=int, default=1000, help="for the AIS check of log Z")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.length, args.epochs = 5, 2
+        args.length, args.epochs, args.ais_chains, args.betas = 5, 2, 20, 50
     args.out.mkdir(parents=True, exist_ok=True)
     train, test, cuts = co2_symbols(args.length)
     print(f"{len(train)} training and {len(test)} test windows of {args.length} weeks")
@@ -157,15 +161,17 @@ def main() -> None:
         if n_hmms > 1:
             check = estimators.ais(
                 model,
-                num_chains=200,
-                betas=estimators.schedules.linear(1000),
+                num_chains=args.ais_chains,
+                betas=estimators.schedules.linear(args.betas),
                 generator=torch.Generator().manual_seed(args.seed),
                 progress=False,
             )
             row.update({"ais_log_z": check.value, "ais_log_z_stderr": check.stderr})
             print(f"{name}: exact {log_z}; {check}")
         rows[name] = row
-    per_example["EM, 1 HMM x 8 (hmmlearn)"] = em_reference(train, test, 8, args.seed)
+    per_example["EM, 1 HMM x 8 (hmmlearn)"] = em_reference(
+        train, test, 8, args.seed, iterations=5 if args.quick else 200
+    )
     rows["EM, 1 HMM x 8 (hmmlearn)"] = {
         "hmms": 1,
         "states": 8,
