@@ -36,7 +36,7 @@ def main() -> None:
     common = ["--quick"] if args.quick else []
     mnist = ["--mnist", str(args.mnist)] if args.mnist else []
     jobs = [
-        ("throughput", [] if not args.quick else ["--no-thrml"]),
+        ("throughput", ["--no-thrml"] if args.quick else []),
         ("ais_speed", mnist),
         ("ais_scaling", [*mnist, "--figure", str(args.figure)]),
     ]

@@ -65,7 +65,10 @@ def ais_speed_table(record: dict) -> str:
 
 
 def reduced_precision_table(record: dict) -> str:
-    """The exact effect of bf16 rounding on the enumerable digits RBM, and AIS's estimate."""
+    """The exact effect of bf16 rounding on the enumerable digits RBM, and AIS's estimate (empty
+    for a quick record, which does not measure it)."""
+    if "digits_exact" not in record:
+        return ""
     d = record["digits_exact"]
     return "\n".join(
         [
@@ -94,21 +97,17 @@ def ais_scaling_table(record: dict) -> str:
 
 def tables(results: Path) -> dict[str, str]:
     """The tables of every record present in ``results``, by record name."""
+    renderers = {
+        "throughput": [throughput_table],
+        "ais_speed": [ais_speed_table, reduced_precision_table],
+        "ais_scaling": [ais_scaling_table],
+    }
     out = {}
-    for name in ("throughput", "ais_speed", "ais_scaling"):
+    for name, render in renderers.items():
         path = results / f"{name}.json"
-        if not path.exists():
-            continue
-        record = json.loads(path.read_text())
-        if name == "throughput":
-            parts = [throughput_table(record)]
-        elif name == "ais_speed":
-            parts = [ais_speed_table(record)]
-            if "digits_exact" in record:  # measured by the full run only
-                parts.append(reduced_precision_table(record))
-        else:
-            parts = [ais_scaling_table(record)]
-        out[name] = "\n\n".join(parts)
+        if path.exists():
+            record = json.loads(path.read_text())
+            out[name] = "\n\n".join(t for f in render if (t := f(record)))
     return out
 
 
