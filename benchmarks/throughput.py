@@ -3,7 +3,7 @@
 For each model (a 784 x 500 Bernoulli RBM at 1,000 and 10,000 chains, a 3-layer DBM
 784-500-500-1000, a factored three-way model x, y, h), sweeps per second of
 
-- ``samplers.BlockGibbs`` (ours),
+- ``samplers.BlockGibbs.run`` (ours; ``--sweeps`` sweeps a call),
 - matmul-only: the matrix products one sweep needs, in the same shapes, and nothing else (the limit),
 - a plain hand-written torch loop (torch.rand, sigmoid, comparison), and the same loop through
   ``torch.compile`` (its own random numbers: inductor generates them inline, without a generator),
@@ -15,8 +15,8 @@ and ours and the matmul-only limit again inside ``ebm.reduced_precision()`` (bf1
 Each figure is the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up (JAX and
 thrml compile there). Ratios are to the matmul-only rate of the same run, measured alternately with
 ours (the median of the paired ratios). Also: memory growth over 5 x --sweeps sweeps after a
-warm-up of 3 x --sweeps (resident set on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU):
-zero when the hot loop allocates nothing new.
+warm-up of 3 x --sweeps, all through ``run`` (resident set on the CPU,
+``torch.cuda.max_memory_allocated`` on a GPU): zero when the hot loop allocates nothing new.
 
     python benchmarks/throughput.py --json benchmarks/results/throughput.json
     python benchmarks/throughput.py --quick            # a smoke test, seconds
@@ -59,18 +59,19 @@ def time_rate(step: Callable[[], object], sweeps: int, repeats: int, device="cpu
     return statistics.median(rates)
 
 
-def memory_growth(step: Callable[[], object], args) -> float:
-    """MiB the process grows by over 5 x --sweeps steps after 3 x --sweeps of warm-up (resident
-    set on the CPU; peak allocated memory on a GPU): zero when the loop reuses its memory."""
-    for _ in range(3 * args.sweeps):
-        step()
-    cuda = torch.device(args.device).type == "cuda"
+def memory_growth(run: Callable[[], object], device) -> float:
+    """MiB the process grows by over 5 calls of ``run`` (``--sweeps`` sweeps each) after a
+    warm-up of 3 (resident set on the CPU; peak allocated memory on a GPU): zero when the hot
+    loop reuses its memory."""
+    for _ in range(3):
+        run()
+    cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.max_memory_allocated() if cuda else resident_mib()
-    for _ in range(5 * args.sweeps):
-        step()
+    for _ in range(5):
+        run()
     if cuda:
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
@@ -244,12 +245,12 @@ def measure(case: str, chains: int, args) -> dict:
     gibbs = samplers.BlockGibbs(model, generator=gen)
     state = {"x": gibbs.init(chains)}
 
-    def ours():
-        state["x"] = gibbs.step(state["x"])
+    def ours():  # ``--sweeps`` sweeps in one call, the way a sampler is run
+        state["x"] = gibbs.run(state["x"], args.sweeps)
 
     row = {"case": case, "chains": chains, "blocks": {b: model.units[b].n for b in model.blocks}}
     limit = matmul_only(model, case, chains)
-    time_rate(ours, args.sweeps, 1, args.device)  # warm-up: caches, allocator, kernel compile
+    time_rate(ours, 1, 1, args.device)  # warm-up: caches, allocator, kernel compile
     time_rate(limit, args.sweeps, 1, args.device)
     # ours and the limit alternate, one timing each per repeat, so that drifts of the machine's
     # speed (other tenants, frequency) hit both; the ratio is the median of the paired ratios
@@ -259,14 +260,14 @@ def measure(case: str, chains: int, args) -> dict:
             for _ in range(args.repeats):
                 pairs.append(
                     (
-                        time_rate(ours, args.sweeps, 1, args.device),
+                        time_rate(ours, 1, 1, args.device) * args.sweeps,
                         time_rate(limit, args.sweeps, 1, args.device),
                     )
                 )
         row["ours" + key] = statistics.median(p[0] for p in pairs)
         row["matmul_only" + key] = statistics.median(p[1] for p in pairs)
         row["ratio_to_matmul" + key] = statistics.median(p[0] / p[1] for p in pairs)
-    row["memory_growth_mib"] = memory_growth(ours, args)
+    row["memory_growth_mib"] = memory_growth(ours, args.device)
     row["torch_loop"] = time_rate(
         torch_loop(model, case, chains, gen), args.sweeps, args.repeats, args.device
     )

@@ -1,11 +1,11 @@
-"""A fused, parallel CPU kernel for the hot loop of block Gibbs: binary draws from probabilities.
+"""A fused CPU kernel for the hot loop of block Gibbs: binary draws from probabilities.
 
 On the CPU, torch draws uniforms with one Mersenne Twister per generator, serially (about 2.5 ns a
 draw on this project's 2-core machine, whatever the thread count), and a draw then takes three
 more passes over memory (the uniforms, the comparison, the cast). For a 784 x 500 RBM that is as
-long as the matrix products. This kernel fuses the uniform and the comparison into one pass, in
-parallel, with a counter-based generator: the uniform of element i is a function of (seed, i)
-only, so the draws do not depend on the number of threads.
+long as the matrix products. This kernel fuses the uniform and the comparison into one pass
+with a counter-based generator: the uniform of element i is a function of (seed, i) only, so
+the draws do not depend on how the work is split, nor on the number of threads.
 
 The generator is SplitMix64 (Steele, Lea & Flood 2014; the generator of Java's SplittableRandom,
 which passes BigCrush): state_i = seed + (i + 1) * 0x9E3779B97F4A7C15, output = its 64-bit finaliser.
@@ -16,16 +16,18 @@ P(draw = high) = ceil(p 2^24) / 2^24, within 2^-24 of p. The seed of every call 
 62-bit integer drawn from the caller's torch.Generator, so a seeded generator reproduces the draws
 exactly.
 
-numba compiles the kernel on first use (cached on disk); it runs in torch.get_num_threads() Python
-threads over contiguous ranges (it releases the GIL), not in numba's own threading layers, whose
-OpenMP layer keeps threads spinning between calls (slowing torch 2-3x on 2 cores) and whose
+numba compiles the kernel on first use (cached on disk). It runs on the calling thread alone.
+Split over two Python threads (it releases the GIL) it was faster in isolation, but inside a
+sweep it was slower at every size measured (256 thousand to 20 million draws, right after a
+2-thread matrix product: 283 against 387 us, 12.8 against 13.1 ms): torch's OpenMP workers
+spin on the other core after each product, and a second thread there competes with them; on
+the calling thread the draw runs beside them. numba's own threading layers were no better: its
+OpenMP layer keeps a second pool of threads spinning (slowing torch 2-3x on 2 cores) and its
 work-queue layer stopped the loop from vectorising (3x slower here). Without numba,
 ``available()`` is False and the unit types keep torch's own sampling.
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -99,29 +101,8 @@ def binary_from_probs_(
     half = flat.size // 2
     if flat.size % 2:  # the last element takes the upper bits of output ``half``
         _KERNEL(flat[-1:], flat[:0], seed, half, lo, hi)
-    threads = min(torch.get_num_threads(), half // PARALLEL_MIN)
-    if threads <= 1:
-        _KERNEL(flat[:half], flat[half : 2 * half], seed, 0, lo, hi)
-        return probs
-    bounds = [half * t // threads for t in range(threads + 1)]
-    ranges = list(zip(bounds[:-1], bounds[1:], strict=True))
-    jobs = [  # the other threads take all ranges but the last, which this thread does itself
-        _pool(threads - 1).submit(_KERNEL, flat[a:b], flat[half + a : half + b], seed, a, lo, hi)
-        for a, b in ranges[:-1]
-    ]
-    a, b = ranges[-1]
-    _KERNEL(flat[a:b], flat[half + a : half + b], seed, a, lo, hi)
-    for job in jobs:
-        job.result()
+    _KERNEL(flat[:half], flat[half : 2 * half], seed, 0, lo, hi)
+    # numba wrote through a numpy view, which torch does not see: bump the version counter so
+    # that caches keyed on it (``Factored3Way``'s factor activities) know the tensor changed
+    torch.autograd.graph.increment_version(probs)
     return probs
-
-
-PARALLEL_MIN = 32768  # outputs per thread below which one thread does it all
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A thread pool per thread count (the kernel releases the GIL)."""
-    if threads not in _POOLS:
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="ebm-kernel")
-    return _POOLS[threads]

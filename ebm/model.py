@@ -62,6 +62,11 @@ class EnergyModel(nn.Module):
             b: sorted(names, key=lambda n: not graph.factors[n].fresh_natural)
             for b, names in self._touching.items()
         }
+        # the same factor objects in a plain dict (ModuleDict lookups cost a microsecond each)
+        self._factors_fresh_first = {
+            b: [graph.factors[n] for n in names] for b, names in self._touching_fresh_first.items()
+        }
+        self._units = dict(graph.units)
         # factors whose energy is quadratic in a block (adding to its quadratic term), and those that
         # are neither linear nor quadratic in it (the graph is frozen: computed once)
         self._quadratic: dict[str, list[str]] = {
@@ -138,7 +143,8 @@ class EnergyModel(nn.Module):
 
     def statistics(self, state: State) -> State:
         """t_u(x_u) for every block of ``state``."""
-        return {b: self.units[b].statistic(x) for b, x in state.items()}
+        units = self._units
+        return {b: units[b].statistic(x) for b, x in state.items()}
 
     # --- energies --------------------------------------------------------------------------------
     def energy(self, state: State) -> Tensor:
@@ -162,14 +168,7 @@ class EnergyModel(nn.Module):
     def _natural_owned(self, block: str, state: State, stats: State | None) -> tuple[Tensor, bool]:
         """(eta, owned): owned when eta is a new tensor nobody else holds (callers may then
         overwrite it). Factors with ``fresh_natural`` go first, the others are added in place."""
-        if block not in self.units:
-            raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
-        nonlinear = self._nonlinear[block]
-        if nonlinear:
-            raise ValueError(
-                f"factor {nonlinear[0]!r} is not linear in block {block!r}: the block's conditional "
-                f"is not of its unit type's family, so it cannot be sampled or summed out this way"
-            )
+        self._check_linear(block)
         stats = self.statistics(state) if stats is None else stats
         touching = self._touching_fresh_first[block]
         if not touching:
@@ -184,6 +183,31 @@ class EnergyModel(nn.Module):
             else:  # the first contribution may be a view of a parameter: a fresh sum
                 eta, owned = eta + term, True
         return eta, owned
+
+    def _check_linear(self, block: str) -> None:
+        if block not in self.units:
+            raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
+        nonlinear = self._nonlinear[block]
+        if nonlinear:
+            raise ValueError(
+                f"factor {nonlinear[0]!r} is not linear in block {block!r}: the block's conditional "
+                f"is not of its unit type's family, so it cannot be sampled or summed out this way"
+            )
+
+    def write_natural_(self, block: str, stats: State, out: Tensor) -> Tensor:
+        """Write eta_block into ``out`` (shape (batch, *block's shape); neither ``stats`` nor any
+        factor may read it) and return it: the values of ``natural``, bit for bit, with the same
+        additions in the same order. Matrix-product factors multiply straight into ``out``
+        (``Factor.write_natural_``), so a sampler that keeps a buffer per block allocates no
+        tensor of the block's size for the sum."""
+        self._check_linear(block)
+        touching = self._factors_fresh_first[block]
+        if not touching:
+            return out.zero_()
+        touching[0].write_natural_(block, stats, out)
+        for factor in touching[1:]:
+            out.add_(factor.natural(block, stats))
+        return out
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
         """q_block = sum of the quadratic coefficients of the factors quadratic in the block, so

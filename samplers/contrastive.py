@@ -47,10 +47,7 @@ class CD:
         if missing:
             raise ValueError(f"clamped blocks {missing} are not in the data ({sorted(data)})")
         state = _complete(model, data, generator)
-        gibbs = BlockGibbs(model, clamp=self.clamp, generator=generator)
-        for _ in range(self.k):
-            state = gibbs.step(state)
-        return state
+        return BlockGibbs(model, clamp=self.clamp, generator=generator).run(state, self.k)
 
     def __repr__(self) -> str:
         return f"CD(k={self.k}" + (f", clamp={self.clamp})" if self.clamp else ")")
@@ -97,12 +94,8 @@ class PCD:
             rows = rows.to(next(iter(data.values())).device)
             self.state = _complete(model, {b: x[rows] for b, x in data.items()}, generator)
             self._model = model
-        gibbs = BlockGibbs(model, generator=generator)
-        state = self.state
-        for _ in range(self.k):
-            state = gibbs.step(state)
-        self.state = state
-        return state
+        self.state = BlockGibbs(model, generator=generator).run(self.state, self.k)
+        return self.state
 
     def __repr__(self) -> str:
         return f"PCD(num_chains={self.num_chains}, k={self.k})"

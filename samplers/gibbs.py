@@ -115,13 +115,50 @@ class BlockGibbs:
         progress: bool = False,
     ) -> State:
         """Apply ``num_sweeps`` sweeps, calling each observer as ``observer(state, sweep)`` after
-        every sweep (observers accumulate statistics instead of storing samples)."""
+        every sweep (observers accumulate statistics instead of storing samples); returns the
+        final state. The chains are those of ``num_sweeps`` calls of ``step``, draw for draw.
+
+        The hot loop allocates nothing of a block's size: each block's natural parameters are
+        written into a buffer the run keeps for it (``EnergyModel.write_natural_``) and the draw
+        overwrites them there; the block's previous value becomes the next buffer once it is one
+        of the run's own. The input state is never written to. Observers see the live state: a
+        tensor they keep past their call must be copied (``Trace`` copies)."""
         observers = list(observers or [])
         self.model.check_state(state)
-        for sweep in tqdm(
-            range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress, leave=False
-        ):
-            state = self.step(state)
-            for obs in observers:
-                obs(state, sweep)
+        state = dict(state)
+        buffers: dict[str, Tensor] = {}  # a free buffer per block, for its next update
+        own: dict[str, list[Tensor]] = {b: [] for b in self.model.blocks}  # the buffers we made
+        with torch.no_grad():
+            for sweep in tqdm(
+                range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress, leave=False
+            ):
+                self._sweep_in_place(state, buffers, own)
+                for obs in observers:
+                    obs(state, sweep)
         return state
+
+    def _sweep_in_place(
+        self, state: State, buffers: dict[str, Tensor], own: dict[str, list[Tensor]]
+    ) -> None:
+        """One sweep of ``step``, writing into ``state`` and drawing into the blocks' buffers."""
+        model = self.model
+        batch = next(iter(state.values())).shape[0]
+        for group in self.schedule:
+            stats = model.statistics(state)
+            new = {}
+            for b in group:
+                if model.quadratic_factors(b):  # drawn jointly (a precision, a chain): as step
+                    new[b] = model.sample_block(b, state, self.generator, stats)
+                    continue
+                out = buffers.pop(b, None)
+                if out is None:
+                    units = model.units[b]
+                    out = torch.empty((batch, *units.shape), device=model.device, dtype=model.dtype)
+                    own[b].append(out)
+                x = model.units[b].sample_(model.write_natural_(b, stats, out), self.generator)
+                if x is not out:  # the unit type drew into a new tensor: the buffer stays free
+                    buffers[b] = out
+                elif any(state[b] is t for t in own[b]):  # the previous value is ours: reuse it
+                    buffers[b] = state[b]
+                new[b] = x
+            state.update(new)

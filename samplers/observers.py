@@ -39,7 +39,7 @@ class RunningMean:
 
 
 class Trace:
-    """Stores ``fn(state)`` (detached, on the CPU) at every ``every``-th sweep: ``values`` is a
+    """Stores a copy of ``fn(state)`` (detached, on the CPU) at every ``every``-th sweep: ``values`` is a
     tensor of shape (draws, ...)."""
 
     def __init__(self, fn: Callable[[dict], Tensor], every: int = 1):
@@ -48,7 +48,8 @@ class Trace:
 
     def __call__(self, state: dict, sweep: int) -> None:
         if sweep % self.every == 0:
-            self._values.append(self.fn(state).detach().cpu())
+            # a copy: the sampler may overwrite the state's tensors in the next sweep
+            self._values.append(self.fn(state).detach().to("cpu", copy=True))
 
     @property
     def values(self) -> Tensor:

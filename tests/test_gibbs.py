@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import ebm
 import samplers
 from tests.helpers import joint_states, random_rbm
 
@@ -112,3 +113,76 @@ def test_trace_observer_and_bad_input():
     with pytest.raises(ValueError, match="num_chains"):
         gibbs.init(0)
     assert math.isfinite(float(trace.values.float().mean()))
+
+
+MODELS_FOR_RUN = {
+    # dense and bias factors, every block binary: drawn in place by the CPU kernel
+    "rbm": lambda: ebm.models.rbm(7, 5, init_scale=0.5),
+    "dbm": lambda: ebm.models.dbm([6, 5, 4, 3], 0.5),
+    # the factored three-way factor and its cache of factor activities
+    "gated": lambda: ebm.models.gated_rbm(4, 3, 5, 6, init_scale=0.5),
+    # Gaussian visibles, drawn into new tensors by their unit type
+    "gaussian": lambda: ebm.models.gaussian_rbm(5, 4, init_scale=0.3),
+    # a factor quadratic in v (a precision): v is drawn as in step
+    "mcrbm": lambda: ebm.models.mcrbm(4, 3, 2, 3, init_scale=0.3),
+    # one block per unit, triple factors through the default (autograd) natural parameters
+    "higher-order": lambda: ebm.models.higher_order_bm(5, init_scale=0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS_FOR_RUN))
+def test_run_draws_what_step_draws_and_never_writes_its_input(name):
+    """``run(state, n)`` gives the chains of n calls of ``step``, draw for draw from the same
+    seed, although it computes natural parameters and draws into buffers of its own; the state
+    passed in is left as it was."""
+    torch.manual_seed(0)
+    model = MODELS_FOR_RUN[name]()
+    stepping = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(5))
+    running = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(5))
+    start = stepping.init(30)
+    running.init(30)  # the same draws from the second generator, to keep the two in step
+    before = {b: x.clone() for b, x in start.items()}
+    stepped = start
+    for _ in range(12):
+        stepped = stepping.step(stepped)
+    ran = running.run(start, 12)
+    for b in model.blocks:
+        assert torch.equal(ran[b], stepped[b]), b
+        assert torch.equal(start[b], before[b]), b
+
+
+def test_run_reuses_two_buffers_per_block_and_trace_keeps_copies():
+    """After its first sweep ``run`` draws every binary block of a DBM into one of two buffers
+    (so the hot loop allocates nothing of a block's size), and ``Trace`` keeps copies, not the
+    live buffers."""
+    model = ebm.models.dbm([6, 5, 4], 0.5)
+    gibbs = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(0))
+    pointers = {b: set() for b in model.blocks}
+
+    def record(state, sweep):
+        if sweep > 0:
+            for b in model.blocks:
+                pointers[b].add(state[b].data_ptr())
+
+    trace = samplers.Trace(lambda s: s["h1"])
+    gibbs.run(gibbs.init(40), 20, observers=[record, trace])
+    assert all(len(p) == 2 for p in pointers.values()), pointers
+    draws = trace.values
+    assert draws.shape == (20, 40, 5)
+    assert len({tuple(d.flatten().tolist()) for d in draws}) == 20  # not one buffer seen 20 times
+
+
+@pytest.mark.parametrize("name", sorted(MODELS_FOR_RUN))
+def test_write_natural_matches_natural_bit_for_bit(name):
+    """``EnergyModel.write_natural_`` writes into a buffer exactly what ``natural`` returns, for
+    every block linear in its factors."""
+    torch.manual_seed(1)
+    model = MODELS_FOR_RUN[name]()
+    state = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(2)).init(9)
+    stats = model.statistics(state)
+    with torch.no_grad():
+        for b in model.blocks:
+            if model.quadratic_factors(b):
+                continue
+            out = torch.full_like(model.natural(b, state), float("nan"))
+            assert torch.equal(model.write_natural_(b, stats, out), model.natural(b, state)), b

@@ -94,6 +94,13 @@ class Factor(nn.Module):
         """Contribution to the natural parameters of ``target``: -dE_f/dt_target, like t_target."""
         return natural_from_energy(self, target, stats)
 
+    def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
+        """Write ``natural(target, stats)`` into ``out`` (shape (batch, *target's shape), not
+        read by the computation) and return it: the same values, bit for bit. Factors whose
+        contribution is a matrix product override this to multiply straight into ``out``, so a
+        sampler that keeps one buffer per block allocates nothing for it."""
+        return out.copy_(self.natural(target, stats))
+
     def precision(self, target: str, stats: dict[str, Tensor]) -> Tensor | None:
         """For a Gaussian ``target``: the quadratic coefficient Q of t_target in E_f
         (E_f = offset - natural . t + t^T Q t / 2), shape (batch, size, size); None (the default)

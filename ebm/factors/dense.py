@@ -51,6 +51,15 @@ class Dense(Factor):
             out = stats[a].flatten(1) @ self.weight
         return out.reshape(stats[target].shape[0], *self._shapes[target])
 
+    def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
+        a, b = self.blocks
+        if target == a:
+            other, w = stats[b].flatten(1), self.weight.T
+        else:
+            other, w = stats[a].flatten(1), self.weight
+        torch.mm(other, w, out=out.view(out.shape[0], -1))
+        return out
+
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return stats[target].new_zeros(())
 
