@@ -67,6 +67,7 @@ class EnergyModel(nn.Module):
             b: [graph.factors[n] for n in names] for b, names in self._touching_fresh_first.items()
         }
         self._units = dict(graph.units)
+        self._scratch: dict[str, Tensor] = {}  # see _scratch_like
         # factors whose energy is quadratic in a block (adding to its quadratic term), and those that
         # are neither linear nor quadratic in it (the graph is frozen: computed once)
         self._quadratic: dict[str, list[str]] = {
@@ -206,8 +207,19 @@ class EnergyModel(nn.Module):
             return out.zero_()
         touching[0].write_natural_(block, stats, out)
         for factor in touching[1:]:
-            out.add_(factor.natural(block, stats))
+            if factor.fresh_natural:  # a product: into a scratch tensor kept for the block
+                out.add_(factor.write_natural_(block, stats, self._scratch_like(block, out)))
+            else:
+                out.add_(factor.natural(block, stats))
         return out
+
+    def _scratch_like(self, block: str, out: Tensor) -> Tensor:
+        """A tensor like ``out`` kept between calls for ``block``: a second product written there
+        reuses memory already in cache instead of a fresh allocation each time."""
+        buf = self._scratch.get(block)
+        if buf is None or (buf.shape, buf.dtype, buf.device) != (out.shape, out.dtype, out.device):
+            buf = self._scratch[block] = torch.empty_like(out)
+        return buf
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
         """q_block = sum of the quadratic coefficients of the factors quadratic in the block, so
