@@ -15,7 +15,7 @@ and ours and the matmul-only limit again inside ``ebm.reduced_precision()`` (bf1
 Each figure is the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up (JAX and
 thrml compile there). Ratios are to the matmul-only rate of the same run, measured alternately with
 ours (the median of the paired ratios). Also: memory growth over 5 x --sweeps sweeps after a
-warm-up of 3 x --sweeps, all through ``run`` (resident set on the CPU,
+warm-up of 3 x --sweeps, inside one ``run`` (resident set on the CPU,
 ``torch.cuda.max_memory_allocated`` on a GPU): zero when the hot loop allocates nothing new.
 
     python benchmarks/throughput.py --json benchmarks/results/throughput.json
@@ -59,23 +59,26 @@ def time_rate(step: Callable[[], object], sweeps: int, repeats: int, device="cpu
     return statistics.median(rates)
 
 
-def memory_growth(run: Callable[[], object], device) -> float:
-    """MiB the process grows by over 5 calls of ``run`` (``--sweeps`` sweeps each) after a
-    warm-up of 3 (resident set on the CPU; peak allocated memory on a GPU): zero when the hot
-    loop reuses its memory."""
-    for _ in range(3):
-        run()
+def memory_growth(gibbs, state, sweeps: int, device) -> float:
+    """MiB the process grows by over 5 x ``sweeps`` sweeps of one ``run``, after a warm-up of 3 x
+    ``sweeps`` in the same run (resident set on the CPU; peak allocated memory on a GPU): zero
+    when the hot loop reuses its memory. (Each ``run`` makes its buffers when it starts, so the
+    growth is measured inside one run, by an observer.)"""
     cuda = torch.device(device).type == "cuda"
+    marks = {}
+
+    def observe(_state, sweep):
+        if sweep == 3 * sweeps - 1:
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            marks["before"] = torch.cuda.memory_allocated() if cuda else resident_mib()
+
+    gibbs.run(state, 8 * sweeps, observers=[observe])
     if cuda:
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.max_memory_allocated() if cuda else resident_mib()
-    for _ in range(5):
-        run()
-    if cuda:
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    return resident_mib() - before
+        return (torch.cuda.max_memory_allocated() - marks["before"]) / 2**20
+    return resident_mib() - marks["before"]
 
 
 def resident_mib() -> float:
@@ -279,7 +282,7 @@ def measure(case: str, chains: int, args) -> dict:
         row["ours" + key] = statistics.median(p[0] for p in pairs)
         row["matmul_only" + key] = statistics.median(p[1] for p in pairs)
         row["ratio_to_matmul" + key] = statistics.median(p[0] / p[1] for p in pairs)
-    row["memory_growth_mib"] = memory_growth(ours, args.device)
+    row["memory_growth_mib"] = memory_growth(gibbs, state["x"], args.sweeps, args.device)
     row["torch_loop"] = time_rate(
         torch_loop(model, case, chains, gen), args.sweeps, args.repeats, args.device
     )
