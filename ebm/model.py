@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, distributions, nn
 
+from ebm.factors.base import kept_buffer
 from ebm.graph import Graph
 
 __all__ = ["EnergyModel"]
@@ -67,7 +68,7 @@ class EnergyModel(nn.Module):
             b: [graph.factors[n] for n in names] for b, names in self._touching_fresh_first.items()
         }
         self._units = dict(graph.units)
-        self._scratch: dict[str, Tensor] = {}  # see _scratch_like
+        self._scratch: dict[str, Tensor] = {}  # a second product's term, per block (write_natural_)
         # factors whose energy is quadratic in a block (adding to its quadratic term), and those that
         # are neither linear nor quadratic in it (the graph is frozen: computed once)
         self._quadratic: dict[str, list[str]] = {
@@ -208,18 +209,11 @@ class EnergyModel(nn.Module):
         touching[0].write_natural_(block, stats, out)
         for factor in touching[1:]:
             if factor.fresh_natural:  # a product: into a scratch tensor kept for the block
-                out.add_(factor.write_natural_(block, stats, self._scratch_like(block, out)))
+                scratch = kept_buffer(self._scratch, block, out.shape, out)
+                out.add_(factor.write_natural_(block, stats, scratch))
             else:
                 out.add_(factor.natural(block, stats))
         return out
-
-    def _scratch_like(self, block: str, out: Tensor) -> Tensor:
-        """A tensor like ``out`` kept between calls for ``block``: a second product written there
-        reuses memory already in cache instead of a fresh allocation each time."""
-        buf = self._scratch.get(block)
-        if buf is None or (buf.shape, buf.dtype, buf.device) != (out.shape, out.dtype, out.device):
-            buf = self._scratch[block] = torch.empty_like(out)
-        return buf
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
         """q_block = sum of the quadratic coefficients of the factors quadratic in the block, so

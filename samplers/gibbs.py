@@ -128,17 +128,23 @@ class BlockGibbs:
         state = dict(state)
         buffers: dict[str, Tensor] = {}  # a free buffer per block, for its next update
         own: dict[str, list[Tensor]] = {b: [] for b in self.model.blocks}  # the buffers we made
+        # blocks with a quadratic term are drawn jointly (a precision, a chain), as step does
+        jointly = {b for b in self.model.blocks if self.model.quadratic_factors(b)}
         with torch.no_grad():
             for sweep in tqdm(
                 range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress, leave=False
             ):
-                self._sweep_in_place(state, buffers, own)
+                self._sweep_in_place(state, buffers, own, jointly)
                 for obs in observers:
                     obs(state, sweep)
         return state
 
     def _sweep_in_place(
-        self, state: State, buffers: dict[str, Tensor], own: dict[str, list[Tensor]]
+        self,
+        state: State,
+        buffers: dict[str, Tensor],
+        own: dict[str, list[Tensor]],
+        jointly: set[str],
     ) -> None:
         """One sweep of ``step``, writing into ``state`` and drawing into the blocks' buffers."""
         model = self.model
@@ -147,15 +153,15 @@ class BlockGibbs:
             stats = model.statistics(state)
             new = {}
             for b in group:
-                if model.quadratic_factors(b):  # drawn jointly (a precision, a chain): as step
+                if b in jointly:
                     new[b] = model.sample_block(b, state, self.generator, stats)
                     continue
+                units = model.units[b]
                 out = buffers.pop(b, None)
                 if out is None:
-                    units = model.units[b]
                     out = torch.empty((batch, *units.shape), device=model.device, dtype=model.dtype)
                     own[b].append(out)
-                x = model.units[b].sample_(model.write_natural_(b, stats, out), self.generator)
+                x = units.sample_(model.write_natural_(b, stats, out), self.generator)
                 if x is not out:  # the unit type drew into a new tensor: the buffer stays free
                     buffers[b] = out
                 elif any(state[b] is t for t in own[b]):  # the previous value is ours: reuse it

@@ -98,7 +98,8 @@ class Factor(nn.Module):
         """Write ``natural(target, stats)`` into ``out`` (shape (batch, *target's shape), not
         read by the computation) and return it: the same values, bit for bit. Factors whose
         contribution is a matrix product override this to multiply straight into ``out``, so a
-        sampler that keeps one buffer per block allocates nothing for it."""
+        sampler that keeps one buffer per block allocates nothing for it. Without gradients
+        (``out=`` products do not record them)."""
         return out.copy_(self.natural(target, stats))
 
     def precision(self, target: str, stats: dict[str, Tensor]) -> Tensor | None:
@@ -185,6 +186,19 @@ def natural_from_energy(factor: Factor, target: str, stats: dict[str, Tensor]) -
     if grad is None:
         return torch.zeros_like(t)
     return -grad
+
+
+def kept_buffer(store: dict, key, shape, like: Tensor) -> Tensor:
+    """``store[key]``, a tensor of ``shape`` with ``like``'s dtype and device, made anew only when
+    missing or of another layout: scratch memory a hot loop reuses (so it stays in cache)."""
+    buf = store.get(key)
+    if buf is None or (tuple(buf.shape), buf.dtype, buf.device) != (
+        tuple(shape),
+        like.dtype,
+        like.device,
+    ):
+        buf = store[key] = like.new_empty(shape)
+    return buf
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

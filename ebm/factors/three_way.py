@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, flat_size, register
+from ebm.factors.base import Factor, flat_size, kept_buffer, register
 
 
 class _ThreeBlocks(Factor):
@@ -87,10 +87,6 @@ class ThirdOrder(_ThreeBlocks):
         return self._shaped(target, out)
 
 
-def _layout(t: Tensor) -> tuple:
-    return tuple(t.shape), t.dtype, t.device
-
-
 @register
 class Factored3Way(_ThreeBlocks):
     """E(x, y, h) = -sum_f (t(x) . Wx_f) (t(y) . Wy_f) (t(h) . Wh_f): the three-way tensor
@@ -126,7 +122,7 @@ class Factored3Way(_ThreeBlocks):
         )
         self.factors = nn.ParameterList()
         self._cache: dict[int, tuple] = {}
-        self._scratch: dict[str, Tensor] = {}
+        self._scratch: dict = {}  # kept buffers: the product and the activities (kept_buffer)
 
     def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self._shapes = {b: tuple(shapes[b]) for b in self.blocks}
@@ -159,19 +155,10 @@ class Factored3Way(_ThreeBlocks):
     def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
         i, ws = self.blocks.index(target), self._weights()
         f1, f2 = (self._activity(j, stats, ws[j]) for j in range(3) if j != i)
-        if torch.is_grad_enabled():
-            product = f1 * f2
-        else:  # into a scratch buffer kept for it: memory already in cache, nothing allocated
-            product = torch.mul(f1, f2, out=self._buffer("product", f1))
+        # into a scratch tensor kept for it: memory already in cache, nothing allocated
+        product = torch.mul(f1, f2, out=kept_buffer(self._scratch, "product", f1.shape, f1))
         torch.mm(product, ws[i].T, out=out.view(out.shape[0], -1))
         return out
-
-    def _buffer(self, key, like: Tensor) -> Tensor:
-        """A scratch tensor shaped like ``like``, kept between calls (not used with gradients)."""
-        buf = self._scratch.get(key)
-        if buf is None or _layout(buf) != _layout(like):
-            buf = self._scratch[key] = torch.empty_like(like, memory_format=torch.contiguous_format)
-        return buf
 
     def _weights(self) -> tuple[Tensor, ...]:
         """(Wx, Wy, Wh), read from the ParameterList's own dict: its indexing costs microseconds
@@ -190,14 +177,9 @@ class Factored3Way(_ThreeBlocks):
         if cached is not None and cached[0]() is t and cached[1] == key:
             return cached[2]
         flat = t.flatten(1)
-        stale = None if cached is None else cached[2]
-        if stale is not None and _layout(stale) == (
-            (flat.shape[0], w.shape[1]),
-            *_layout(flat)[1:],
-        ):
-            out = torch.mm(flat, w, out=stale)  # overwrite the stale one: nothing allocated
-        else:
-            out = flat @ w
+        # into the buffer of the stale one (nothing allocated) while its layout still fits
+        out = kept_buffer(self._scratch, ("activity", j), (flat.shape[0], w.shape[1]), flat)
+        torch.mm(flat, w, out=out)
         self._cache[j] = (weakref.ref(t), key, out)
         return out
 
