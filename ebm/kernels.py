@@ -4,7 +4,7 @@ On the CPU, torch draws uniforms with one Mersenne Twister per generator, serial
 draw on this project's 2-core machine, whatever the thread count), and a draw then takes three
 more passes over memory (the uniforms, the comparison, the cast). For a 784 x 500 RBM that is as
 long as the matrix products. This kernel fuses the uniform and the comparison into one pass
-with a counter-based generator: the uniform of element i is a function of (seed, i) only, so
+with a counter-based generator: the uniform of element i is a function of (seed, i, n) only, so
 the draws do not depend on how the work is split, nor on the number of threads.
 
 The generator is SplitMix64 (Steele, Lea & Flood 2014; the generator of Java's SplittableRandom,
@@ -16,31 +16,71 @@ P(draw = high) = ceil(p 2^24) / 2^24, within 2^-24 of p. The seed of every call 
 62-bit integer drawn from the caller's torch.Generator, so a seeded generator reproduces the draws
 exactly.
 
-numba compiles the kernel on first use (cached on disk). It runs on the calling thread alone.
-Split over two Python threads (it releases the GIL) it was faster in isolation, but inside a
-sweep it was slower at every size measured (256 thousand to 20 million draws, right after a
-2-thread matrix product: 283 against 387 us, 12.8 against 13.1 ms): torch's OpenMP workers
-spin on the other core after each product, and a second thread there competes with them; on
-the calling thread the draw runs beside them. numba's own threading layers were no better: its
-OpenMP layer keeps a second pool of threads spinning (slowing torch 2-3x on 2 cores) and its
-work-queue layer stopped the loop from vectorising (3x slower here). Without numba,
-``available()`` is False and the unit types keep torch's own sampling.
+**Threads.** The kernel runs in torch's own OpenMP thread team (``GOMP_parallel`` of the OpenMP
+runtime torch loaded; each member takes a contiguous slice of the outputs) when the tensor has at
+least ``PARALLEL_MIN_ELEMENTS`` elements and torch has more than one thread. Right after a matrix
+product torch's workers are still spinning, waiting for work, so they take their slice at once:
+inside a sweep this was faster than the calling thread alone on every model benchmarked. A pool
+of our own was slower at every size measured (Python threads, numba's threading layers): its
+threads competed with torch's spinning workers for the same cores. Where no OpenMP runtime is
+loaded the kernel runs on the calling thread.
+
+numba compiles the kernel on first use (cached on disk). Without numba ``available()`` is False
+and the unit types keep torch's own sampling.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import threading
+
 import torch
 from torch import Tensor
 
-__all__ = ["available", "binary_from_probs_"]
+__all__ = ["PARALLEL_MIN_ELEMENTS", "available", "binary_from_probs_", "usable"]
 
-_KERNEL = None
+#: below this many elements the kernel runs on the calling thread (a team start costs more)
+PARALLEL_MIN_ELEMENTS = 1 << 15
+
+_LIB: dict | None = None
 _TRIED = False
+_OMP_QUERIES = ("omp_get_thread_num", "omp_get_num_threads")
+_SYMBOL_PREFIX = "ebm_kernels_"
+_PER_THREAD = threading.local()  # each calling thread's parameter block and seed tensor
 
 
-def _build():
+def _openmp_runtime() -> tuple[ctypes.CDLL, str] | None:
+    """The OpenMP runtime torch loaded, as (a ctypes library with GOMP_parallel, its path), or
+    None: the one in torch's package when there is one, else the only one in the process. Other
+    packages bring their own copies (scikit-learn does); each copy has its own pool of threads,
+    and a pool other than torch's competes with torch's spinning workers."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if ".so" in line}
+    except OSError:
+        return None
+    runtimes = sorted(
+        p for p in paths if os.path.basename(p).startswith(("libgomp", "libiomp5", "libomp"))
+    )
+    own = [p for p in runtimes if p.startswith(os.path.dirname(torch.__file__) + os.sep)]
+    chosen = own or (runtimes if len(runtimes) == 1 else [])
+    for path in chosen:
+        try:
+            lib = ctypes.CDLL(path)
+            lib.GOMP_parallel  # noqa: B018 - the entry point must exist
+        except (OSError, AttributeError):
+            continue
+        return lib, path
+    return None
+
+
+def _build() -> dict:
+    import llvmlite.binding
     import numba
     import numpy as np
+    from numba import types
+    from numba.extending import intrinsic
 
     gamma = np.uint64(0x9E3779B97F4A7C15)
     m1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -48,34 +88,106 @@ def _build():
     s30, s27, s31 = np.uint64(30), np.uint64(27), np.uint64(31)
     s40, s8, mask = np.uint64(40), np.uint64(8), np.uint64(0xFFFFFF)
 
-    @numba.njit(fastmath=True, cache=True, nogil=True)
+    @numba.njit(inline="always", fastmath=True)
+    def splitmix(seed, k):
+        """Output k of the generator seeded with ``seed``."""
+        z = seed + np.uint64(k + 1) * gamma
+        z = (z ^ (z >> s30)) * m1
+        z = (z ^ (z >> s27)) * m2
+        return z ^ (z >> s31)
+
+    @numba.njit(fastmath=True, nogil=True, cache=True)
     def kernel(lower, upper, seed, k0, low, high):
         """lower[j] and upper[j] (same length) from output k0 + j. A loop from 0 over two
         slices vectorises; one from k0 over offsets into the whole array did not (2.5x slower)."""
         scale = lower.dtype.type(1.0 / 16777216.0)
         for j in range(lower.size):
-            z = seed + np.uint64(k0 + j + 1) * gamma
-            z = (z ^ (z >> s30)) * m1
-            z = (z ^ (z >> s27)) * m2
-            z = z ^ (z >> s31)
+            z = splitmix(seed, k0 + j)
             u0 = lower.dtype.type(np.int32(z >> s40)) * scale
             u1 = lower.dtype.type(np.int32((z >> s8) & mask)) * scale
             lower[j] = high if u0 < lower[j] else low
             upper[j] = high if u1 < upper[j] else low
 
-    return kernel
+    @numba.njit(fastmath=True, nogil=True, cache=True)
+    def last(flat, seed, m, low, high):
+        """The last element of an odd-sized tensor, from bits 40..63 of output m."""
+        z = splitmix(seed, m)
+        u = flat.dtype.type(np.int32(z >> s40)) * flat.dtype.type(1.0 / 16777216.0)
+        flat[-1] = high if u < flat[-1] else low
+
+    @intrinsic
+    def pointer(typingctx, address, like):
+        """An int64 address as a pointer to ``like``'s type (a float32 or float64 scalar)."""
+        sig = types.CPointer(like)(types.int64, like)
+
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return sig, codegen
+
+    # the team member's number and the team's size, as external symbols (so that the callbacks
+    # can be cached on disk): from the OpenMP runtime torch loaded, else a team of one
+    found = _openmp_runtime()
+    omp, runtime = found if found is not None else (None, None)
+    keep = []
+    if omp is not None:
+        addresses = [ctypes.cast(getattr(omp, f), ctypes.c_void_p).value for f in _OMP_QUERIES]
+        parallel = omp.GOMP_parallel
+        parallel.restype = None
+        parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    else:
+        parallel = None
+        keep = [numba.cfunc(types.int32())(lambda: 0), numba.cfunc(types.int32())(lambda: 1)]
+        addresses = [f.address for f in keep]
+    for name, address in zip(_OMP_QUERIES, addresses, strict=True):
+        llvmlite.binding.add_symbol(_SYMBOL_PREFIX + name, address)
+    thread_num, num_threads = (
+        types.ExternalFunction(_SYMBOL_PREFIX + name, types.int32()) for name in _OMP_QUERIES
+    )
+
+    def member(dtype):
+        """The C callback each team member runs: its slice of the outputs of the call described
+        by params = (address, n, seed, low, high) (int64s and float64s in one buffer)."""
+        zero = dtype(0)
+
+        @numba.cfunc(types.void(types.voidptr), nogil=True, cache=True)
+        def run(params):
+            ints = numba.carray(params, (_PARAMS,), np.int64)
+            floats = numba.carray(params, (_PARAMS,), np.float64)
+            n, seed = ints[1], np.uint64(ints[2])
+            low, high = dtype(floats[3]), dtype(floats[4])
+            flat = numba.carray(pointer(ints[0], zero), (n,))
+            m = n // 2
+            t, team = thread_num(), num_threads()
+            a, b = m * t // team, m * (t + 1) // team
+            kernel(flat[a:b], flat[m + a : m + b], seed, a, low, high)
+            if t == team - 1 and n % 2:
+                last(flat, seed, m, low, high)
+
+        return run
+
+    members = {torch.float32: member(np.float32), torch.float64: member(np.float64)}
+    return {
+        "members": {dt: (run, run.address) for dt, run in members.items()},
+        "parallel": parallel,
+        "runtime": runtime,
+        "keep": keep,
+    }
+
+
+_PARAMS = 5
 
 
 def available() -> bool:
     """Whether the numba kernel can be used (numba importable and compiled)."""
-    global _KERNEL, _TRIED
+    global _LIB, _TRIED
     if not _TRIED:
         _TRIED = True
         try:
-            _KERNEL = _build()
+            _LIB = _build()
         except ImportError:  # pragma: no cover - numba is a dependency, absent only by choice
-            _KERNEL = None
-    return _KERNEL is not None
+            _LIB = None
+    return _LIB is not None
 
 
 def usable(t: Tensor) -> bool:
@@ -83,26 +195,48 @@ def usable(t: Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and available()
 
 
+def _thread_state():
+    """This thread's parameter block (a numpy buffer, its address, an int64 view) and the
+    one-element tensor its seeds are drawn into: made once, so a launch allocates nothing."""
+    state = getattr(_PER_THREAD, "state", None)
+    if state is None:
+        import numpy as np
+
+        params = np.zeros(_PARAMS, dtype=np.float64)
+        state = _PER_THREAD.state = (
+            params,
+            params.ctypes.data,
+            params.view(np.int64),
+            torch.empty(1, dtype=torch.int64),
+        )
+    return state
+
+
 def binary_from_probs_(
     probs: Tensor, generator: torch.Generator | None, low: float = 0.0, high: float = 1.0
 ) -> Tensor:
     """Overwrite ``probs`` (a CPU float tensor of probabilities, not needing grad) with independent
     draws: ``high`` with probability p, else ``low``; returns it. The seed comes from one
-    ``torch.randint`` on ``generator`` (the default generator when None)."""
-    import numpy as np
-
+    ``random_`` on ``generator`` (the default generator when None)."""
     if not probs.is_contiguous():
         raise ValueError("binary_from_probs_ needs a contiguous tensor")
-    if not available():
-        raise RuntimeError("the numba kernel is not available (is numba installed?)")
-    seed = np.uint64(int(torch.randint(0, 2**62, (1,), generator=generator)))
-    flat = probs.detach().numpy().reshape(-1)
-    lo, hi = flat.dtype.type(low), flat.dtype.type(high)
-    half = flat.size // 2
-    if flat.size % 2:  # the last element takes the upper bits of output ``half``
-        _KERNEL(flat[-1:], flat[:0], seed, half, lo, hi)
-    _KERNEL(flat[:half], flat[half : 2 * half], seed, 0, lo, hi)
-    # numba wrote through a numpy view, which torch does not see: bump the version counter so
+    if not usable(probs):
+        raise RuntimeError(
+            "binary_from_probs_ needs numba and a CPU float32/float64 tensor, got "
+            f"{probs.dtype} on {probs.device}"
+        )
+    params, address, ints, seed = _thread_state()
+    seed.random_(0, 2**62, generator=generator)
+    n = probs.numel()
+    ints[0], ints[1], ints[2] = probs.data_ptr(), n, int(seed)
+    params[3], params[4] = low, high
+    run, entry = _LIB["members"][probs.dtype]
+    threads = torch.get_num_threads()
+    if _LIB["parallel"] is not None and threads > 1 and n >= PARALLEL_MIN_ELEMENTS:
+        _LIB["parallel"](entry, address, threads, 0)
+    else:
+        run.ctypes(address)
+    # numba wrote through a raw pointer, which torch does not see: bump the version counter so
     # that caches keyed on it (``Factored3Way``'s factor activities) know the tensor changed
     torch.autograd.graph.increment_version(probs)
     return probs

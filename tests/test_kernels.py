@@ -2,6 +2,7 @@
 the same whatever the thread count, and used by the Bernoulli and Spin unit types."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,3 +58,45 @@ def test_spin_draws_and_probability_resolution():
     assert out[0::2].sum() == 0 and out[1::2].sum() == 50_000
     with pytest.raises(ValueError, match="contiguous"):
         kernels.binary_from_probs_(torch.rand(4, 4).T, None)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_draws_in_torch_thread_team_equal_those_on_one_thread(dtype, monkeypatch):
+    """Split over teams of 2, 3 and 4 of torch's OpenMP threads (each member takes a slice of the
+    outputs; odd sizes leave the last element to the last member), the draws are those of the
+    calling thread alone, element for element."""
+    threads = torch.get_num_threads()
+    sizes = (1, 2, 3, 7, 4097, 65_536, 65_537, 300_001)
+    try:
+        for n in sizes:
+            probs = torch.rand(n, dtype=dtype, generator=torch.Generator().manual_seed(n))
+            monkeypatch.setattr(kernels, "PARALLEL_MIN_ELEMENTS", 1 << 62)
+            alone = kernels.binary_from_probs_(probs.clone(), torch.Generator().manual_seed(7))
+            monkeypatch.setattr(kernels, "PARALLEL_MIN_ELEMENTS", 1)
+            for team in (2, 3, 4):
+                torch.set_num_threads(team)
+                split = kernels.binary_from_probs_(probs.clone(), torch.Generator().manual_seed(7))
+                assert torch.equal(split, alone), (n, team)
+            torch.set_num_threads(threads)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_team_is_torchs_own_openmp_runtime():
+    """Where torch runs on OpenMP, the kernel starts its teams with that runtime, even when other
+    packages have loaded their own copies (scikit-learn does; its tests run here first): another
+    copy's pool of threads would compete with torch's for the cores."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("torch is not built with OpenMP here")
+    from sklearn.datasets import load_digits  # noqa: F401 - brings scikit-learn's libgomp
+
+    kernels.binary_from_probs_(torch.rand(1 << 16), None)
+    assert kernels._LIB["parallel"] is not None
+    torch_lib = Path(torch.__file__).parent / "lib"
+    with open("/proc/self/maps") as f:
+        loaded = {line.split()[-1] for line in f if "libgomp" in line or "libiomp5" in line}
+    ours = [p for p in loaded if Path(p).parent == torch_lib]
+    if ours:  # torch ships its runtime (pip wheels): that one, whatever else is loaded
+        assert kernels._LIB["runtime"] == ours[0]
+    else:
+        assert kernels._LIB["runtime"] in loaded
