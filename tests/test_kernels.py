@@ -16,8 +16,8 @@ pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not in
 def test_draws_have_the_sigmoid_probabilities():
     """2,000 draws of 1,000 units with logits from -8 to 8: each unit's frequency is within
     binomial error of sigma(eta) (the sum of squared z-scores is chi-square with 1,000 degrees of
-    freedom: within 5 of its standard deviations sqrt(2000)), and neighbouring units (two
-    uniforms from one 64-bit output) are uncorrelated within 4 standard errors."""
+    freedom: within 5 of its standard deviations sqrt(2000)), and the two elements that share a
+    64-bit output (j and j + L in each block of 2L) are uncorrelated within 4 standard errors."""
     eta = torch.linspace(-8, 8, 1000, dtype=torch.float64).repeat(2000, 1)
     x = ebm.units.Bernoulli(1000).sample(eta, torch.Generator().manual_seed(0))
     assert set(x.unique().tolist()) == {0.0, 1.0} and x.dtype == torch.float64
@@ -25,8 +25,11 @@ def test_draws_have_the_sigmoid_probabilities():
     z = (x.mean(0) - p) / (p * (1 - p) / 2000).sqrt()
     assert abs(float((z**2).sum()) - 1000) < 5 * math.sqrt(2000)
     flat = ebm.units.Bernoulli(1).sample(torch.zeros(2_000_000, 1), torch.Generator())[:, 0]
-    r = torch.corrcoef(torch.stack([flat[0::2], flat[1::2]]))[0, 1]
-    assert abs(float(r)) < 4 / math.sqrt(1_000_000)
+    pairs = flat[: len(flat) // (2 * kernels._PAIRS) * 2 * kernels._PAIRS].view(
+        -1, 2, kernels._PAIRS
+    )
+    r = torch.corrcoef(torch.stack([pairs[:, 0].flatten(), pairs[:, 1].flatten()]))[0, 1]
+    assert abs(float(r)) < 4 / math.sqrt(pairs[:, 0].numel())
 
 
 def test_seeded_draws_repeat_and_do_not_depend_on_threads():
