@@ -24,7 +24,9 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
+import threading
 import time
 from pathlib import Path
 
@@ -72,6 +74,48 @@ def run_ais(model, base, chains, betas, seed) -> estimators.Estimate:
         generator=torch.Generator(device=model.device).manual_seed(seed),
         progress=False,
     )
+
+
+class MemoryWatch:
+    """Samples the process's memory every ``interval`` seconds while a run is inside the block
+    (resident set on the CPU, ``torch.cuda.memory_allocated`` on a GPU). ``growth()``: MiB the
+    largest sample of the last two thirds of the run exceeds the sample at one third: zero when
+    the loop's memory stays flat after its first steps (temporaries freed and reused)."""
+
+    def __init__(self, device, interval: float = 0.25):
+        self.cuda = torch.device(device).type == "cuda"
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+
+    def _read(self) -> float:
+        if self.cuda:
+            return torch.cuda.memory_allocated() / 2**20
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.perf_counter(), self._read()))
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.end = time.perf_counter()
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self) -> float | None:
+        third = self.start + (self.end - self.start) / 3
+        early = [m for t, m in self.samples if t <= third]
+        late = [m for t, m in self.samples if t > third]
+        if not early or not late:
+            return None
+        return max(late) - early[-1]
 
 
 def bf16_rounding_on_digits() -> dict:
@@ -126,8 +170,12 @@ def main() -> None:
     model = train_rbm(data, args.epochs).to(args.device)
     train_seconds = time.perf_counter() - start
     base = ebm.base_rate(model, data.to(args.device))
-    full = run_ais(model, base, args.chains, args.betas, seed=1)
-    print(f"float32 products:  {full}", flush=True)
+    with MemoryWatch(args.device) as watch:
+        full = run_ais(model, base, args.chains, args.betas, seed=1)
+    growth = watch.growth()
+    print(
+        f"float32 products:  {full}; memory growth after the first third: {growth} MiB", flush=True
+    )
     with ebm.reduced_precision():
         reduced = run_ais(model, base, args.chains, args.betas, seed=1)
     print(f"reduced precision: {reduced}", flush=True)
@@ -150,6 +198,7 @@ def main() -> None:
             "ess": reduced.ess,
             "seconds": reduced.seconds,
         },
+        "memory_growth_mib": growth,
         "difference_in_combined_se": (reduced.value - full.value) / combined,
         "speedup": full.seconds / reduced.seconds,
         "target_se": args.target_se,
