@@ -24,13 +24,13 @@ import argparse
 import copy
 import json
 import math
-import os
 import platform
 import threading
 import time
 from pathlib import Path
 
 import torch
+from throughput import resident_mib
 
 import ebm
 import estimators
@@ -89,10 +89,7 @@ class MemoryWatch:
         self._stop = threading.Event()
 
     def _read(self) -> float:
-        if self.cuda:
-            return torch.cuda.memory_allocated() / 2**20
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return torch.cuda.memory_allocated() / 2**20 if self.cuda else resident_mib()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -49,6 +49,11 @@ __all__ = ["PARALLEL_MIN_ELEMENTS", "available", "binary_from_probs_", "usable"]
 #: below this many elements the kernel runs on the calling thread (a team start costs more)
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
+#: pairs of elements per block: block q holds elements [2Lq, 2Lq + 2L), element 2Lq + j and
+#: 2Lq + L + j taking the two uniforms of output Lq + j (16 KiB of float32s a block)
+_PAIRS = 2048
+_PARAMS = 5  # the parameter block of a launch: address, n, seed (int64s), low, high (float64s)
+
 _LIB: dict | None = None
 _TRIED = False
 _OMP_QUERIES = ("omp_get_thread_num", "omp_get_num_threads")
@@ -152,8 +157,9 @@ def _build() -> dict:
     )
 
     def member(dtype):
-        """The C callback each team member runs: its slice of the outputs of the call described
-        by params = (address, n, seed, low, high) (int64s and float64s in one buffer)."""
+        """The C callback each team member runs: its contiguous run of whole blocks of the call
+        described by params = (address, n, seed, low, high) (int64s and float64s in one buffer),
+        and for the last member the rest after the last whole block."""
         zero = dtype(0)
 
         @numba.cfunc(types.void(types.voidptr), nogil=True, cache=True)
@@ -191,12 +197,6 @@ def _build() -> dict:
         "runtime": runtime,
         "keep": keep,
     }
-
-
-_PARAMS = 5
-#: pairs of elements per block: block q holds elements [2Lq, 2Lq + 2L), element 2Lq + j and
-#: 2Lq + L + j taking the two uniforms of output Lq + j (16 KiB of float32s a block)
-_PAIRS = 2048
 
 
 def available() -> bool:

@@ -103,3 +103,28 @@ def test_team_is_torchs_own_openmp_runtime():
         assert kernels._LIB["runtime"] == ours[0]
     else:
         assert kernels._LIB["runtime"] in loaded
+
+
+def test_without_an_openmp_runtime_the_draws_are_the_same_on_the_calling_thread():
+    """Where no OpenMP runtime is loaded the kernel runs on the calling thread alone (a team of
+    one); its draws are those the team draws here, element for element."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\nfrom ebm import kernels\nkernels._openmp_runtime = lambda: None\n"
+        "p = torch.rand(300_001, generator=torch.Generator().manual_seed(2))\n"
+        "x = kernels.binary_from_probs_(p, torch.Generator().manual_seed(9))\n"
+        "assert kernels._LIB['parallel'] is None\n"
+        "print(''.join(str(int(v)) for v in x[:64].tolist()), int(x.sum()))\n"
+    )
+    alone = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    p = torch.rand(300_001, generator=torch.Generator().manual_seed(2))
+    x = kernels.binary_from_probs_(p, torch.Generator().manual_seed(9))
+    assert alone.stdout.split() == [
+        "".join(str(int(v)) for v in x[:64].tolist()),
+        str(int(x.sum())),
+    ]
