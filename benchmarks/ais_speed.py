@@ -115,6 +115,27 @@ class MemoryWatch:
         return max(late) - early[-1]
 
 
+def allocations_per_beta(model, base, chains, few: int = 20, many: int = 60) -> dict | None:
+    """What one beta of the AIS loop allocates (``ebm.profiling.tensor_allocations`` of a run of
+    ``many`` betas against one of ``few``): the number of allocations and bytes per beta, and
+    the allocations per beta of a block's size (chains x the hidden layer, float32) or more.
+    None on a GPU, where the profiler does not see the caching allocator's reuse."""
+    if model.device.type != "cpu":
+        return None
+    runs = [
+        ebm.profiling.tensor_allocations(lambda n=n: run_ais(model, base, chains, n, seed=0))
+        for n in (few, many)
+    ]
+    block = chains * model.units["h"].n * model.dtype.itemsize
+    steps = many - few
+    return {
+        "count": (len(runs[1]) - len(runs[0])) / steps,
+        "bytes": (sum(runs[1]) - sum(runs[0])) / steps,
+        "block_sized": (sum(s >= block for s in runs[1]) - sum(s >= block for s in runs[0]))
+        / steps,
+    }
+
+
 def bf16_rounding_on_digits() -> dict:
     """Exact log Z of the 64 x 16 digits RBM with float32 weights and with bf16-rounded ones."""
     train, _ = ebm.datasets.digits(binarize="threshold")
@@ -167,6 +188,8 @@ def main() -> None:
     model = train_rbm(data, args.epochs).to(args.device)
     train_seconds = time.perf_counter() - start
     base = ebm.base_rate(model, data.to(args.device))
+    allocated = allocations_per_beta(model, base, args.chains)
+    print(f"allocations per beta: {allocated}", flush=True)
     with MemoryWatch(args.device) as watch:
         full = run_ais(model, base, args.chains, args.betas, seed=1)
     growth = watch.growth()
@@ -196,6 +219,7 @@ def main() -> None:
             "seconds": reduced.seconds,
         },
         "memory_growth_mib": growth,
+        "allocations_per_beta": allocated,
         "difference_in_combined_se": (reduced.value - full.value) / combined,
         "speedup": full.seconds / reduced.seconds,
         "target_se": args.target_se,

@@ -71,7 +71,7 @@ class FactorizedBase:
         e = 0.0
         for b, n in self.natural.items():
             t = self.units[b].statistic(state[b])
-            e = e - (t * n.to(t.dtype)).flatten(1).sum(-1)
+            e = e - t.flatten(1) @ n.to(t.dtype).reshape(-1)  # no temporary of t's size
         return e
 
     def sample(

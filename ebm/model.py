@@ -299,32 +299,65 @@ class EnergyModel(nn.Module):
                     f"block {inside[0]!r} cannot be summed out: factor {name!r} is not linear in it"
                 )
 
-    def split_energy(self, state: State, sum_out, check: bool = True) -> tuple[Tensor, State]:
+    def split_energy(
+        self, state: State, sum_out, check: bool = True, scratch: dict | None = None
+    ) -> tuple[Tensor, State]:
         """Split E into the part that does not depend on the summed-out blocks S and their natural
         parameters: E(x) = E_rest(x_-S) - sum_{u in S} eta_u(x_-S) . t_u(x_u).
 
         Returns (E_rest, {u: eta_u}). Used by ``free_energy`` and by annealing estimators, which
-        validate once and pass ``check=False`` inside their loops.
+        validate once and pass ``check=False`` inside their loops. With ``scratch`` (a dict the
+        caller keeps between calls, without gradients) the placeholders, E_rest and every eta_u
+        are written into tensors kept there (``write_natural_``): the same values, bit for bit,
+        with nothing of a block's size allocated; the results are overwritten by the next call
+        with the same ``scratch``.
         """
         sum_out = list(sum_out)
         if check:
             self.summable(sum_out)
-        full = self.with_placeholders(state, sum_out)
+        if not state:  # everything summed out: one empty configuration, nothing worth keeping
+            scratch = None
+        if scratch is None:
+            full = self.with_placeholders(state, sum_out)
+        else:
+            full = dict(state)
+            ref = next(iter(state.values()))
+            for u in sum_out:  # zeros that nothing writes: kept from call to call
+                shape = (ref.shape[0], *self.units[u].shape)
+                zeros = scratch.get(("zeros", u))
+                if zeros is None or (zeros.shape, zeros.dtype, zeros.device) != (
+                    shape,
+                    ref.dtype,
+                    ref.device,
+                ):
+                    zeros = scratch[("zeros", u)] = ref.new_zeros(shape)
+                full[u] = zeros
         kept = [b for b in full if b not in sum_out]
         if check:
             self.check_state(full)
         stats = self.statistics({b: full[b] for b in kept})
         for u in sum_out:
-            stats[u] = torch.zeros_like(full[u])
-        e_rest = sum(self.units[b].base_energy(full[b]) for b in kept) if kept else 0.0
+            stats[u] = full[u] if scratch is not None else torch.zeros_like(full[u])
+        batch = next(iter(full.values())).shape[0]
+        if scratch is None:
+            e_rest = sum(self.units[b].base_energy(full[b]) for b in kept) if kept else 0.0
+        else:  # 0 + a == a exactly: the same sums, accumulated in place
+            e_rest = kept_buffer(scratch, "e_rest", (batch,), ref).zero_()
+            for b in kept:
+                e_rest.add_(self.units[b].base_energy(full[b]))
         for f in self.factors.values():
             touched = [u for u in sum_out if u in f.blocks]
-            if touched:
-                e_rest = e_rest + f.offset(touched[0], stats)
-            else:
-                e_rest = e_rest + f.energy(stats)
-        eta = {u: self.natural(u, full, stats) for u in sum_out}
-        batch = next(iter(full.values())).shape[0]
+            term = f.offset(touched[0], stats) if touched else f.energy(stats)
+            e_rest = e_rest + term if scratch is None else e_rest.add_(term)
+        if scratch is None:
+            eta = {u: self.natural(u, full, stats) for u in sum_out}
+        else:
+            eta = {
+                u: self.write_natural_(
+                    u, stats, kept_buffer(scratch, ("eta", u), full[u].shape, full[u])
+                )
+                for u in sum_out
+            }
         if not isinstance(e_rest, Tensor) or e_rest.dim() == 0:
             e_rest = e_rest + torch.zeros(batch, dtype=self.dtype, device=self.device)
         return e_rest, eta

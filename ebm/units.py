@@ -108,6 +108,13 @@ class Units(nn.Module):
         """A(eta) = log sum_x exp(eta . t(x) - E_0(x)), summed over the block: shape (batch,)."""
         raise NotImplementedError
 
+    def log_partition_(self, natural: Tensor, out: Tensor | None = None, **kw) -> Tensor:
+        """As ``log_partition``, but ``natural`` (a tensor the caller owns and will not use again)
+        may be overwritten, and the result is written into ``out`` (shape (batch,)) when given:
+        what an annealing loop that keeps its buffers calls. The same values, bit for bit."""
+        a = self.log_partition(natural, **kw)
+        return a if out is None else out.copy_(a)
+
     def random(
         self, num_chains: int, generator: torch.Generator | None = None, device=None, dtype=None
     ) -> Tensor:
@@ -235,6 +242,11 @@ class Bernoulli(_Binary):
 
     def log_partition(self, natural: Tensor) -> Tensor:
         return F.softplus(natural).sum(-1)
+
+    def log_partition_(self, natural: Tensor, out: Tensor | None = None, **kw) -> Tensor:
+        if kw or natural.requires_grad:
+            return super().log_partition_(natural, out, **kw)
+        return torch.sum(F.softplus(natural, out=natural), -1, out=out)
 
 
 class Spin(_Binary):

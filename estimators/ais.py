@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ebm.base import FactorizedBase
 from ebm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from ebm.factors.base import swap_buffer
 from ebm.model import EnergyModel
 from ebm.precision import full_precision
 from estimators import schedules
@@ -118,6 +119,9 @@ def ais(
         )
         last_save = time.perf_counter()
         beta_list = betas.tolist()
+        # the geometric path's steps write into tensors kept here: no allocation per beta
+        work = {} if isinstance(path, GeometricPath) else None
+        kept = {} if work is None else {"work": work}
         snapshot = None  # (x, log_w, k, generator state) at the top of an iteration: consistent
         try:
             for k in range(first, num):
@@ -126,14 +130,21 @@ def ais(
                     if time.perf_counter() - last_save > checkpoint_every:
                         _save(checkpoint, key, *snapshot)
                         last_save = time.perf_counter()
-                t = path.terms(x)
+                t = path.terms(x, **kept)
                 t_k = t
                 if k == num - 1:  # the model itself: never through rounded products
                     with full_precision():
                         t_k = path.terms(x)
-                log_w = log_w + path.log_f(beta_list[k], t_k) - path.log_f(beta_list[k - 1], t)
+                if work is None:
+                    up, down = path.log_f(beta_list[k], t_k), path.log_f(beta_list[k - 1], t)
+                    log_w = log_w + up - down
+                else:  # the same sums into kept tensors; the snapshot's log_w stays intact
+                    up = path.log_f(beta_list[k], t_k, work, key="up")
+                    down = path.log_f(beta_list[k - 1], t, work, key="down")
+                    new = swap_buffer(work, "ais.log_w", log_w.shape, log_w, log_w)
+                    log_w = torch.add(log_w, up, out=new).sub_(down)
                 if k < num - 1:
-                    x = path.transition(x, beta_list[k], t, generator)
+                    x = path.transition(x, beta_list[k], t, generator, **kept)
                 if progress and k % 200 == 0:
                     bar.update(k - bar.n)
                     bar.set_postfix(log_z_at_beta=f"{path.log_z0 + log_mean_exp(log_w)[0]:.4f}")

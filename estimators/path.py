@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ebm.base import FactorizedBase
+from ebm.factors.base import kept_buffer, swap_buffer
 from ebm.model import EnergyModel
 from estimators.exact import choose_sum_out
 from samplers.hmc import hmc_step
@@ -216,20 +217,24 @@ class GeometricPath:
                 x[b] = m.units[b].random(num_chains, generator, device=m.device, dtype=m.dtype)
         return x
 
-    def terms(self, x: State) -> PathTerms:
-        """The pieces of log f_beta at x_-S, for any beta (one pass over the factors)."""
+    def terms(self, x: State, work: dict | None = None) -> PathTerms:
+        """The pieces of log f_beta at x_-S, for any beta (one pass over the factors).
+
+        ``work``: a dict the caller keeps from step to step (see ``transition``): the terms are
+        then written into tensors kept there, the same values bit for bit, and are overwritten
+        by the next call with the same ``work``."""
         e_rest, eta = self.model.split_energy(
-            {b: x[b] for b in self.chain_blocks}, self.sum_out, check=False
+            {b: x[b] for b in self.chain_blocks}, self.sum_out, check=False, scratch=work
         )
         m = self.model
-        e_base = self.base.energy(x).double() if self.base.blocks else 0.0
-        e_rest = e_rest.double()
+        e_base = _double(self.base.energy(x), work, "path.e_base") if self.base.blocks else 0.0
+        e_rest = _double(e_rest, work, "path.e_rest")
         e_units: Tensor | float = 0.0
         for b in self.chain_blocks:  # unit base energies stay out of the annealing
             if m.units[b].has_base_energy:
                 e_units = e_units + m.units[b].base_energy(x[b]).double()
         if isinstance(e_units, Tensor):
-            e_rest = e_rest - e_units
+            e_rest = e_rest - e_units if work is None else e_rest.sub_(e_units)
         quadratic = {}
         if any(m.quadratic_factors(u) for u in self.sum_out):
             full = m.with_placeholders({b: x[b] for b in self.chain_blocks}, self.sum_out)
@@ -241,19 +246,39 @@ class GeometricPath:
         return PathTerms(
             e_rest,
             eta,
-            {u: n.double() for u, n in eta.items()},
+            {u: _double(n, work, ("path.eta64", u)) for u, n in eta.items()},
             e_base,
             e_units,
             quadratic,
             {u: q.double() for u, q in quadratic.items()},
         )
 
-    def log_f(self, beta: float, t: PathTerms) -> Tensor:
-        """log f_beta(x_-S), float64: shape (chains,)."""
-        out = -(1.0 - beta) * t.e_base - beta * t.e_rest - t.e_units
+    def log_f(self, beta: float, t: PathTerms, work: dict | None = None, key="log_f") -> Tensor:
+        """log f_beta(x_-S), float64: shape (chains,). With ``work`` (see ``transition``) the
+        result and its temporaries are tensors kept there under ``key``: the same values, bit
+        for bit, overwritten by the next call with the same ``work`` and ``key``."""
+        if work is None:
+            out = -(1.0 - beta) * t.e_base - beta * t.e_rest - t.e_units
+            for u, n in t.eta64.items():
+                extra = self.model.given_quadratic(u, _scaled(beta, t.quadratic64.get(u)))
+                out = out + self.model.units[u].log_partition(beta * n, **extra)
+            return out
+        # the same operations in the same order, into kept tensors
+        out = kept_buffer(work, (key, "out"), t.e_rest.shape, t.e_rest)
+        if isinstance(t.e_base, Tensor):
+            torch.mul(t.e_base, -(1.0 - beta), out=out)
+        else:
+            out.fill_(-(1.0 - beta) * t.e_base)
+        out.sub_(torch.mul(t.e_rest, beta, out=kept_buffer(work, (key, "e"), out.shape, out)))
+        out.sub_(t.e_units)
         for u, n in t.eta64.items():
-            extra = self.model.given_quadratic(u, _scaled(beta, t.quadratic64.get(u)))
-            out = out + self.model.units[u].log_partition(beta * n, **extra)
+            units = self.model.units[u]
+            if u in t.quadratic64:
+                extra = self.model.given_quadratic(u, _scaled(beta, t.quadratic64[u]))
+                out.add_(units.log_partition(beta * n, **extra))
+                continue
+            scaled = torch.mul(n, beta, out=kept_buffer(work, (key, "eta", u), n.shape, n))
+            out.add_(units.log_partition_(scaled, kept_buffer(work, (key, "a", u), out.shape, out)))
         return out
 
     def transition(
@@ -263,13 +288,28 @@ class GeometricPath:
         t: PathTerms,
         generator: torch.Generator | None = None,
         reverse: bool = False,
+        work: dict | None = None,
     ) -> State:
-        """One block Gibbs sweep at ``beta`` from x (``t`` = terms(x) supplies S's conditionals)."""
+        """One block Gibbs sweep at ``beta`` from x (``t`` = terms(x) supplies S's conditionals).
+
+        ``work``: a dict that an annealing loop keeps from step to step. The natural parameters
+        of each block are then written into tensors kept there (``EnergyModel.write_natural_``)
+        and drawn in place, two per block taken in turn, so the sweep allocates nothing of a
+        block's size and leaves ``x`` intact; the state it returns is overwritten two calls
+        later (copy what you keep). The draws are those of the call without ``work``, bit for
+        bit. Blocks with a quadratic term or moved by HMC are drawn as without ``work``."""
         m = self.model
         x = dict(x)
         for u in self.sum_out:
             extra = m.given_quadratic(u, _scaled(beta, t.quadratic.get(u)))
-            x[u] = m.units[u].sample_(beta * t.eta[u], generator, **extra)
+            eta = t.eta[u]
+            if work is None or extra:
+                x[u] = m.units[u].sample_(beta * eta, generator, **extra)
+            else:
+                scaled = torch.mul(
+                    eta, beta, out=kept_buffer(work, ("path.draw", u), eta.shape, eta)
+                )
+                x[u] = m.units[u].sample_(scaled, generator)
         for group in reversed(self.groups) if reverse else self.groups:
             stats = m.statistics(x)
             new = {}
@@ -287,13 +327,34 @@ class GeometricPath:
             for b in group:
                 if b in smooth:
                     continue
-                nat = beta * m.natural(b, x, stats)
+                q = m.quadratic(b, x, stats)
+                if work is None or q is not None:
+                    nat = beta * m.natural(b, x, stats)
+                    if b in self.base_natural:
+                        nat = nat + (1.0 - beta) * self.base_natural[b]
+                    extra = m.given_quadratic(b, _scaled(beta, q))
+                    new[b] = m.units[b].sample_(nat, generator, **extra)
+                    continue
+                out = swap_buffer(work, ("path.x", b), x[b].shape, x[b], x[b])
+                nat = m.write_natural_(b, stats, out).mul_(beta)
                 if b in self.base_natural:
-                    nat = nat + (1.0 - beta) * self.base_natural[b]
-                extra = m.given_quadratic(b, _scaled(beta, m.quadratic(b, x, stats)))
-                new[b] = m.units[b].sample_(nat, generator, **extra)
+                    a = self.base_natural[b]
+                    nat.add_(
+                        torch.mul(a, 1.0 - beta, out=kept_buffer(work, ("path.a", b), a.shape, a))
+                    )
+                new[b] = m.units[b].sample_(nat, generator)
             x.update(new)
         return {b: x[b] for b in self.chain_blocks}
+
+
+def _double(v: Tensor, work: dict | None, key) -> Tensor:
+    """v in float64: a new tensor, or one kept in ``work`` under ``key``."""
+    if work is None:
+        return v.double()
+    buf = work.get(key)
+    if buf is None or (buf.shape, buf.device) != (v.shape, v.device):
+        buf = work[key] = torch.empty(v.shape, dtype=torch.float64, device=v.device)
+    return buf.copy_(v)
 
 
 def _scaled(beta: float, q: Tensor | None) -> Tensor | None:

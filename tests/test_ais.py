@@ -195,3 +195,104 @@ def test_interrupted_ais_resumes_to_the_uninterrupted_result(tmp_path, monkeypat
     other = random_rbm(8, 5, scale=1.5, seed=3)
     with pytest.raises(ValueError, match="another model"):
         estimators.ais(other, num_chains=30, betas=betas, progress=False, checkpoint=ckpt)
+
+
+def _rbm_with_base_rate():
+    data = (torch.rand(50, 20, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    model = ebm.models.rbm(20, 7)
+    return model, ebm.base_rate(model, data)
+
+
+PATH_CASES = {
+    "rbm, uniform base": lambda: (ebm.models.rbm(20, 7), None),
+    "rbm, base-rate base": _rbm_with_base_rate,
+    "dbm, odd layers annealed": lambda: (ebm.models.dbm([12, 8, 6]), None),
+    "gaussian rbm (unit base energies)": lambda: (ebm.models.gaussian_rbm(10, 6), None),
+    "mcrbm (a precision)": lambda: (ebm.models.mcrbm(6, 4, 3, 5), None),
+}
+
+
+@pytest.mark.parametrize("case", list(PATH_CASES))
+def test_kept_buffers_give_the_plain_steps_bit_for_bit(case):
+    """terms, log_f and transition with ``work`` are the plain calls' values, draw for draw,
+    over many steps (where buffers are reused) and for an odd number of chains."""
+    from estimators.path import GeometricPath
+
+    model, base = PATH_CASES[case]()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    path = GeometricPath(model, base)
+    betas = torch.linspace(0, 1, 25).tolist()
+    runs = []
+    for work in (None, {}):
+        kept = {} if work is None else {"work": work}
+        generator = torch.Generator().manual_seed(5)
+        steps = []
+        with torch.no_grad():
+            x = path.init(37, generator)
+            for k in range(1, len(betas)):
+                t = path.terms(x, **kept)
+                if work is None:
+                    up, down = path.log_f(betas[k], t), path.log_f(betas[k - 1], t)
+                else:  # two results alive at once: two keys
+                    up = path.log_f(betas[k], t, work, key="up")
+                    down = path.log_f(betas[k - 1], t, work, key="down")
+                increment = up - down
+                x = path.transition(x, betas[k], t, generator, **kept)
+                steps.append(({b: v.clone() for b, v in x.items()}, increment))
+        runs.append(steps)
+    for (x_plain, w_plain), (x_kept, w_kept) in zip(*runs, strict=True):
+        assert torch.equal(w_plain, w_kept)
+        assert all(torch.equal(x_plain[b], x_kept[b]) for b in x_plain)
+
+
+def test_ais_log_weights_are_the_plain_loops_bit_for_bit():
+    """estimators.ais (kept buffers, swapped each beta) against the loop written plainly."""
+    from estimators.path import GeometricPath
+
+    model = random_rbm(10, 6, scale=1.5, seed=4)
+    betas = estimators.schedules.linear(40)
+    run = estimators.ais(
+        model, 33, betas=betas, progress=False, generator=torch.Generator().manual_seed(2)
+    )
+    path = GeometricPath(model)
+    generator = torch.Generator().manual_seed(2)
+    beta = betas.tolist()
+    with torch.no_grad():
+        x = path.init(33, generator)
+        log_w = torch.zeros(33, dtype=torch.float64)
+        for k in range(1, len(beta)):
+            t = path.terms(x)
+            log_w = log_w + path.log_f(beta[k], t) - path.log_f(beta[k - 1], t)
+            if k < len(beta) - 1:
+                x = path.transition(x, beta[k], t, generator)
+    assert torch.equal(run.log_weights, log_w)
+
+
+def test_ais_allocates_nothing_of_a_blocks_size_per_beta():
+    """Three times the betas, the same allocations of a block's size (the kept buffers, made in
+    the first steps): the inner loop allocates none. What it still allocates per beta is small:
+    chain-length vectors (factor energies) and scalars, under 64 bytes a chain."""
+    model = random_rbm(64, 32, scale=1.0, seed=0)
+    chains = 256
+    block_bytes = chains * 32 * 4  # the smallest block, float32
+
+    def sizes(num_betas):
+        return ebm.profiling.tensor_allocations(
+            lambda: estimators.ais(
+                model,
+                chains,
+                betas=estimators.schedules.linear(num_betas),
+                progress=False,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
+
+    few, many = sizes(20), sizes(60)
+    big_few = sorted(s for s in few if s >= block_bytes)
+    big_many = sorted(s for s in many if s >= block_bytes)
+    assert big_few and big_few == big_many
+    per_beta = (sum(many) - sum(few)) / 40
+    assert 0 < per_beta < 64 * chains

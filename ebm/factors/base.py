@@ -203,3 +203,19 @@ def kept_buffer(store: dict, key, shape, like: Tensor) -> Tensor:
 
 def flat_size(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape))
+
+
+def swap_buffer(store: dict, key, shape, like: Tensor, current: Tensor | None) -> Tensor:
+    """Of the two tensors of ``shape`` kept in ``store`` under ``key`` (made on first use, with
+    ``like``'s dtype and device), the one that does not hold ``current``: double buffering, so a
+    loop writes its next state while the last one stays intact (for a consistent snapshot)."""
+    pair = store.get(key)
+    if pair is None or (tuple(pair[0].shape), pair[0].dtype, pair[0].device) != (
+        tuple(shape),
+        like.dtype,
+        like.device,
+    ):
+        pair = store[key] = (like.new_empty(shape), like.new_empty(shape))
+    if current is not None and pair[0].data_ptr() == current.data_ptr():
+        return pair[1]
+    return pair[0]

@@ -28,7 +28,7 @@ class Bias(Factor):
 
     def energy(self, stats: dict[str, Tensor]) -> Tensor:
         t = stats[self.blocks[0]]
-        return -(t * self.bias).flatten(1).sum(-1)
+        return -(t.flatten(1) @ self.bias.reshape(-1))  # a product: no temporary of t's size
 
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return self.bias.expand_as(stats[target])
