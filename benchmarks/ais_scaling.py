@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from ais_speed import train_rbm, training_data
+from throughput import cpu_model
 
 import ebm
 import estimators
@@ -97,6 +98,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "gpus": gpus,
         "torch_threads": threads,
+        "processor": cpu_model(),
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from throughput import resident_mib
+from throughput import cpu_model, resident_mib
 
 import ebm
 import estimators
@@ -230,6 +230,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
+        "processor": cpu_model(),
     }
     print(
         f"difference {record['difference_in_combined_se']:+.2f} combined standard errors; "

@@ -52,16 +52,25 @@ def ais_speed_table(record: dict) -> str:
     chains, betas = record["chains"], record["betas"]
     lines = [
         f"| products | seconds ({chains:,} chains x {betas:,} betas) | log Z | ESS | "
-        f"seconds to a standard error of {record['target_se']} nats | memory growth |",
-        "|---|---|---|---|---|---|",
+        f"seconds to a standard error of {record['target_se']} nats | memory growth | "
+        "allocated per beta |",
+        "|---|---|---|---|---|---|---|",
     ]
     growth = record.get("memory_growth_mib")  # measured in the float32 run
+    allocated = record.get("allocations_per_beta")  # likewise
     for key, label in (("float32", "float32"), ("reduced", "bf16 / TF32 (reduced)")):
         r = record[key]
         grew = f"{growth:+.1f} MiB" if key == "float32" and growth is not None else "-"
+        per_beta = "-"
+        if key == "float32" and allocated is not None:
+            per_beta = (
+                f"{allocated['count']:.0f} tensors, {allocated['bytes']:,.0f} bytes; "
+                f"{allocated['block_sized']:.0f} of a block's size"
+            )
         lines.append(
             f"| {label} | {r['seconds']:.1f} | {r['log_z']:.4f} ± {r['stderr']:.4f} | "
-            f"{r['ess']:.0f} | {record[f'seconds_for_target_se_{key}']:.0f} | {grew} |"
+            f"{r['ess']:.0f} | {record[f'seconds_for_target_se_{key}']:.0f} | {grew} | "
+            f"{per_beta} |"
         )
     return "\n".join(lines)
 

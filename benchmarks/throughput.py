@@ -81,6 +81,23 @@ def memory_growth(gibbs, state, sweeps: int, device) -> float:
     return resident_mib() - marks["before"]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo) and the matrix extensions that decide how fast
+    bf16 products run, else the platform string."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.platform()
+    name = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), ""
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []
+    )
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name or platform.machine()} ({', '.join(extras) or 'no AVX-512'})"
+
+
 def resident_mib() -> float:
     """Resident set size of this process (Linux /proc), MiB."""
     with open("/proc/self/statm") as f:
@@ -355,7 +372,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
-        "processor": platform.processor() or platform.platform(),
+        "processor": cpu_model(),
         "sweeps": args.sweeps,
         "repeats": args.repeats,
     }
