@@ -25,7 +25,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check ebm samplers estimators tests examples benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 docs: install
 	$(BIN)/python docs/figures.py
