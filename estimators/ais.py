@@ -61,6 +61,10 @@ def ais(
     blocks (exact in bf16) the estimate is then of the full-precision model's log Z, with the same
     guarantees; only its variance depends on the rounding.
 
+    On the geometric path the loop keeps its tensors from beta to beta (``GeometricPath`` with
+    ``work=``): nothing of a block's size is allocated after the first betas, and the weights
+    are those of the plain loop, bit for bit.
+
     ``checkpoint``: a file that the run saves to every ``checkpoint_every`` seconds and when
     interrupted (Ctrl-C); calling ``ais`` again with the same file resumes where it stopped, with
     the generator's state, so the result is the one an uninterrupted run gives.
