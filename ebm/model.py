@@ -323,15 +323,11 @@ class EnergyModel(nn.Module):
             full = dict(state)
             ref = next(iter(state.values()))
             for u in sum_out:  # zeros that nothing writes: kept from call to call
+                made = scratch.get(("zeros", u))
                 shape = (ref.shape[0], *self.units[u].shape)
-                zeros = scratch.get(("zeros", u))
-                if zeros is None or (zeros.shape, zeros.dtype, zeros.device) != (
-                    shape,
-                    ref.dtype,
-                    ref.device,
-                ):
-                    zeros = scratch[("zeros", u)] = ref.new_zeros(shape)
-                full[u] = zeros
+                full[u] = kept_buffer(scratch, ("zeros", u), shape, ref)
+                if full[u] is not made:
+                    full[u].zero_()
         kept = [b for b in full if b not in sum_out]
         if check:
             self.check_state(full)

@@ -351,10 +351,7 @@ def _double(v: Tensor, work: dict | None, key) -> Tensor:
     """v in float64: a new tensor, or one kept in ``work`` under ``key``."""
     if work is None:
         return v.double()
-    buf = work.get(key)
-    if buf is None or (buf.shape, buf.device) != (v.shape, v.device):
-        buf = work[key] = torch.empty(v.shape, dtype=torch.float64, device=v.device)
-    return buf.copy_(v)
+    return kept_buffer(work, key, v.shape, v, dtype=torch.float64).copy_(v)
 
 
 def _scaled(beta: float, q: Tensor | None) -> Tensor | None:

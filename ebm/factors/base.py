@@ -188,16 +188,22 @@ def natural_from_energy(factor: Factor, target: str, stats: dict[str, Tensor]) -
     return -grad
 
 
-def kept_buffer(store: dict, key, shape, like: Tensor) -> Tensor:
-    """``store[key]``, a tensor of ``shape`` with ``like``'s dtype and device, made anew only when
-    missing or of another layout: scratch memory a hot loop reuses (so it stays in cache)."""
-    buf = store.get(key)
-    if buf is None or (tuple(buf.shape), buf.dtype, buf.device) != (
+def _fits(buf: Tensor | None, shape, dtype, device) -> bool:
+    return buf is not None and (tuple(buf.shape), buf.dtype, buf.device) == (
         tuple(shape),
-        like.dtype,
-        like.device,
-    ):
-        buf = store[key] = like.new_empty(shape)
+        dtype,
+        device,
+    )
+
+
+def kept_buffer(store: dict, key, shape, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``store[key]``, a tensor of ``shape`` with ``like``'s device and dtype (or ``dtype``), made
+    anew only when missing or of another layout: scratch memory a hot loop reuses (so it stays in
+    cache)."""
+    dtype = like.dtype if dtype is None else dtype
+    buf = store.get(key)
+    if not _fits(buf, shape, dtype, like.device):
+        buf = store[key] = like.new_empty(shape, dtype=dtype)
     return buf
 
 
@@ -205,17 +211,11 @@ def flat_size(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape))
 
 
-def swap_buffer(store: dict, key, shape, like: Tensor, current: Tensor | None) -> Tensor:
+def swap_buffer(store: dict, key, shape, like: Tensor, current: Tensor) -> Tensor:
     """Of the two tensors of ``shape`` kept in ``store`` under ``key`` (made on first use, with
     ``like``'s dtype and device), the one that does not hold ``current``: double buffering, so a
     loop writes its next state while the last one stays intact (for a consistent snapshot)."""
     pair = store.get(key)
-    if pair is None or (tuple(pair[0].shape), pair[0].dtype, pair[0].device) != (
-        tuple(shape),
-        like.dtype,
-        like.device,
-    ):
+    if pair is None or not _fits(pair[0], shape, like.dtype, like.device):
         pair = store[key] = (like.new_empty(shape), like.new_empty(shape))
-    if current is not None and pair[0].data_ptr() == current.data_ptr():
-        return pair[1]
-    return pair[0]
+    return pair[1] if pair[0].data_ptr() == current.data_ptr() else pair[0]
