@@ -5,8 +5,10 @@ The RBM is trained briefly by CD-1 on MNIST (``--mnist DIR``, stochastically bin
 MNIST, on scikit-learn's 8x8 digits enlarged to 28x28 (each pixel repeated over a 3.5 x 3.5 block,
 binarised by thresholding), so that AIS has a realistic, peaked model to anneal. AIS runs from the
 base-rate model over the Salakhutdinov & Murray schedule scaled to ``--betas`` betas, the hidden
-layer summed out, first with float32 matrix products and then inside ``ebm.reduced_precision()``
-(bf16 inputs, float32 accumulation on the CPU; TF32 on a GPU), with the same seed.
+layer summed out, first with float32 matrix products (on the kernel ``ebm.products`` chooses:
+fused oneDNN products on the CPU), on a CPU once more with ``torch.mm`` into kept buffers
+(``ebm.products.cpu_products("blas")``), and then inside ``ebm.reduced_precision()`` (bf16
+inputs, float32 accumulation on the CPU; TF32 on a GPU), with the same seed.
 
 Reported: seconds per run, log Z with its standard error and ESS, the difference between the two
 precisions in units of their combined standard error, the chains (and seconds) that a standard
@@ -189,13 +191,20 @@ def main() -> None:
     train_seconds = time.perf_counter() - start
     base = ebm.base_rate(model, data.to(args.device))
     allocated = allocations_per_beta(model, base, args.chains)
-    print(f"allocations per beta: {allocated}", flush=True)
+    with ebm.products.cpu_products("blas"):
+        allocated_blas = allocations_per_beta(model, base, args.chains)
+    print(f"allocations per beta: {allocated}; torch.mm products: {allocated_blas}", flush=True)
     with MemoryWatch(args.device) as watch:
         full = run_ais(model, base, args.chains, args.betas, seed=1)
     growth = watch.growth()
     print(
         f"float32 products:  {full}; memory growth after the first third: {growth} MiB", flush=True
     )
+    blas = None
+    if model.device.type == "cpu":  # elsewhere torch.mm is what the products run on anyway
+        with ebm.products.cpu_products("blas"), MemoryWatch(args.device) as watch_blas:
+            blas = run_ais(model, base, args.chains, args.betas, seed=1)
+        print(f"float32, torch.mm: {blas}; memory growth {watch_blas.growth()} MiB", flush=True)
     with ebm.reduced_precision():
         reduced = run_ais(model, base, args.chains, args.betas, seed=1)
     print(f"reduced precision: {reduced}", flush=True)
@@ -220,12 +229,25 @@ def main() -> None:
         },
         "memory_growth_mib": growth,
         "allocations_per_beta": allocated,
+        "allocations_per_beta_torch_mm": allocated_blas,
         "difference_in_combined_se": (reduced.value - full.value) / combined,
         "speedup": full.seconds / reduced.seconds,
+        "float32_torch_mm": None
+        if blas is None
+        else {
+            "log_z": blas.value,
+            "stderr": blas.stderr,
+            "ess": blas.ess,
+            "seconds": blas.seconds,
+            "memory_growth_mib": watch_blas.growth(),
+        },
         "target_se": args.target_se,
         "chains_for_target_se": needed,
         "seconds_for_target_se_float32": full.seconds * needed / args.chains,
         "seconds_for_target_se_reduced": reduced.seconds * needed / args.chains,
+        "seconds_for_target_se_float32_torch_mm": None
+        if blas is None
+        else blas.seconds * needed / args.chains,
         "device": args.device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -22,10 +22,11 @@ def _rate(value) -> str:
 
 
 def throughput_table(record: dict) -> str:
-    """Sweeps per second of each case: ours, the matmul-only limit, their ratio (the median of
+    """Sweeps per second of each case: ours, the matmul-only limit (the faster of ours's
+    product kernel and torch.mm) and torch.mm's matmul-only rate, their ratio (the median of
     paired timings), the peers (each timed alternately with ours), ours over the jax.jit loop
     (the median of those pairs), and the ratio to the limit with bf16 products."""
-    head = ["model", "chains", "ours", "matmul-only", "ratio"]
+    head = ["model", "chains", "ours", "matmul-only", "matmul-only, torch.mm", "ratio"]
     head += [label for _, label in PEERS]
     head += ["ours / jax.jit loop", "ours, bf16", "ratio, bf16", "memory growth"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -36,6 +37,7 @@ def throughput_table(record: dict) -> str:
             f"{r['chains']:,}",
             _rate(r["ours"]),
             _rate(r["matmul_only"]),
+            _rate(r.get("matmul_only_torch_mm")),
             f"**{r['ratio_to_matmul']:.2f}**",
         ]
         cells += [_rate(r.get(key)) for key, _ in PEERS]
@@ -51,7 +53,8 @@ def throughput_table(record: dict) -> str:
 
 
 def ais_speed_table(record: dict) -> str:
-    """AIS on the 784 x 500 RBM at float32 and with reduced-precision products."""
+    """AIS on the 784 x 500 RBM at float32 (on ours's product kernel, and with torch.mm where
+    recorded) and with reduced-precision products."""
     chains, betas = record["chains"], record["betas"]
     lines = [
         f"| products | seconds ({chains:,} chains x {betas:,} betas) | log Z | ESS | "
@@ -59,16 +62,30 @@ def ais_speed_table(record: dict) -> str:
         "allocated per beta |",
         "|---|---|---|---|---|---|---|",
     ]
-    growth = record.get("memory_growth_mib")  # measured in the float32 run
-    allocated = record.get("allocations_per_beta")  # likewise
-    for key, label in (("float32", "float32"), ("reduced", "bf16 / TF32 (reduced)")):
-        r = record[key]
-        grew = f"{growth:+.1f} MiB" if key == "float32" and growth is not None else "-"
+    growth = {  # measured in the float32 runs
+        "float32": record.get("memory_growth_mib"),
+        "float32_torch_mm": (record.get("float32_torch_mm") or {}).get("memory_growth_mib"),
+    }
+    allocated = {
+        "float32": record.get("allocations_per_beta"),
+        "float32_torch_mm": record.get("allocations_per_beta_torch_mm"),
+    }
+    rows = (
+        ("float32", "float32"),
+        ("float32_torch_mm", "float32, torch.mm"),
+        ("reduced", "bf16 / TF32 (reduced)"),
+    )
+    for key, label in rows:
+        r = record.get(key)
+        if r is None:
+            continue
+        grew = "-" if growth.get(key) is None else f"{growth[key]:+.1f} MiB"
         per_beta = "-"
-        if key == "float32" and allocated is not None:
+        if allocated.get(key) is not None:
+            a = allocated[key]
             per_beta = (
-                f"{allocated['count']:.0f} tensors, {allocated['bytes']:,.0f} bytes; "
-                f"{allocated['block_sized']:.0f} of a block's size"
+                f"{a['count']:.0f} tensors, {a['bytes']:,.0f} bytes; "
+                f"{a['block_sized']:.0f} of a block's size"
             )
         lines.append(
             f"| {label} | {r['seconds']:.1f} | {r['log_z']:.4f} ± {r['stderr']:.4f} | "

@@ -4,7 +4,7 @@ Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below
 (MCMC kernels) and ``estimators`` (log Z and log-likelihood); it never imports them.
 """
 
-from ebm import chains, datasets, factors, inference, models, plots, profiling, units
+from ebm import chains, datasets, factors, inference, models, plots, products, profiling, units
 from ebm.base import FactorizedBase, base_rate, mean_field_base
 from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
@@ -36,6 +36,7 @@ __all__ = [
     "models",
     "plots",
     "pretrain_dbm",
+    "products",
     "profiling",
     "reduced_precision",
     "save",

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, distributions, nn
 
+from ebm import products
 from ebm.factors.base import kept_buffer
 from ebm.graph import Graph
 
@@ -59,13 +60,15 @@ class EnergyModel(nn.Module):
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
-        self._touching_fresh_first = {
-            b: sorted(names, key=lambda n: not graph.factors[n].fresh_natural)
+        # the same factor objects in plain dicts (ModuleDict lookups cost a microsecond each):
+        # the products (fresh_natural) and the other terms touching each block
+        self._products = {
+            b: [graph.factors[n] for n in names if graph.factors[n].fresh_natural]
             for b, names in self._touching.items()
         }
-        # the same factor objects in a plain dict (ModuleDict lookups cost a microsecond each)
-        self._factors_fresh_first = {
-            b: [graph.factors[n] for n in names] for b, names in self._touching_fresh_first.items()
+        self._terms = {
+            b: [graph.factors[n] for n in names if not graph.factors[n].fresh_natural]
+            for b, names in self._touching.items()
         }
         self._units = dict(graph.units)
         self._scratch: dict[str, Tensor] = {}  # a second product's term, per block (write_natural_)
@@ -169,20 +172,30 @@ class EnergyModel(nn.Module):
 
     def _natural_owned(self, block: str, state: State, stats: State | None) -> tuple[Tensor, bool]:
         """(eta, owned): owned when eta is a new tensor nobody else holds (callers may then
-        overwrite it). Factors with ``fresh_natural`` go first, the others are added in place."""
+        overwrite it). The terms of the factors without ``fresh_natural`` (biases) are summed
+        first; each product then adds that sum to itself (``Factor.natural_plus``): one fused
+        kernel on the CPU (``ebm.products``), so eta = (x_1 W_1 + b) + x_2 W_2 + ..."""
         self._check_linear(block)
         stats = self.statistics(state) if stats is None else stats
-        touching = self._touching_fresh_first[block]
-        if not touching:
+        eta, owned = self._sum_of_terms(block, stats)
+        for factor in self._products[block]:
+            eta, owned = factor.natural_plus(block, stats, eta), True
+        if eta is None:
             ref = next(iter(stats.values()))
             return ref.new_zeros((ref.shape[0], *self.units[block].shape)), True
-        first = self.factors[touching[0]]
-        eta, owned = first.natural(block, stats), first.fresh_natural
-        for name in touching[1:]:
-            term = self.factors[name].natural(block, stats)
-            if owned:
+        return eta, owned
+
+    def _sum_of_terms(self, block: str, stats: State) -> tuple[Tensor | None, bool]:
+        """The sum of the contributions of the factors without ``fresh_natural``, in order, and
+        whether it is a tensor of its own (a single term may be a view of a parameter)."""
+        eta, owned = None, False
+        for factor in self._terms[block]:
+            term = factor.natural(block, stats)
+            if eta is None:
+                eta = term
+            elif owned:
                 eta.add_(term)
-            else:  # the first contribution may be a view of a parameter: a fresh sum
+            else:
                 eta, owned = eta + term, True
         return eta, owned
 
@@ -197,22 +210,27 @@ class EnergyModel(nn.Module):
             )
 
     def write_natural_(self, block: str, stats: State, out: Tensor) -> Tensor:
-        """Write eta_block into ``out`` (shape (batch, *block's shape); neither ``stats`` nor any
-        factor may read it) and return it: the values of ``natural``, bit for bit, with the same
-        additions in the same order. Matrix-product factors multiply straight into ``out``
-        (``Factor.write_natural_``), so a sampler that keeps a buffer per block allocates no
-        tensor of the block's size for the sum."""
+        """eta_block, written into ``out`` (shape (batch, *block's shape); neither ``stats`` nor
+        any factor may read it) or, where the products run as fused oneDNN kernels
+        (``ebm.products.fused_cpu_product``: float32 on the CPU), into a new tensor that kernel
+        makes; returns the tensor holding it, which the caller owns. The values of ``natural``,
+        bit for bit, with the same additions in the same order. On the other path matrix-product
+        factors multiply straight into ``out`` (``Factor.write_natural_``), so a sampler that
+        keeps a buffer per block allocates no tensor of the block's size for the sum."""
         self._check_linear(block)
-        touching = self._factors_fresh_first[block]
-        if not touching:
-            return out.zero_()
-        touching[0].write_natural_(block, stats, out)
-        for factor in touching[1:]:
-            if factor.fresh_natural:  # a product: into a scratch tensor kept for the block
-                scratch = kept_buffer(self._scratch, block, out.shape, out)
-                out.add_(factor.write_natural_(block, stats, scratch))
-            else:
-                out.add_(factor.natural(block, stats))
+        if products.fused_cpu_product(out):
+            eta, owned = self._natural_owned(block, None, stats)
+            return eta if owned else out.copy_(eta)
+        terms, _ = self._sum_of_terms(block, stats)
+        factors = self._products[block]
+        if not factors:
+            return out.zero_() if terms is None else out.copy_(terms)
+        factors[0].write_natural_(block, stats, out)
+        if terms is not None:
+            out.add_(terms)
+        for factor in factors[1:]:  # a product: into a scratch tensor kept for the block
+            scratch = kept_buffer(self._scratch, block, out.shape, out)
+            out.add_(factor.write_natural_(block, stats, scratch))
         return out
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:

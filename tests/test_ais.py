@@ -212,10 +212,17 @@ PATH_CASES = {
 }
 
 
+@pytest.mark.parametrize("kind", ["onednn", "blas"])
 @pytest.mark.parametrize("case", list(PATH_CASES))
-def test_kept_buffers_give_the_plain_steps_bit_for_bit(case):
+def test_kept_buffers_give_the_plain_steps_bit_for_bit(case, kind):
     """terms, log_f and transition with ``work`` are the plain calls' values, draw for draw,
-    over many steps (where buffers are reused) and for an odd number of chains."""
+    over many steps (where buffers are reused) and for an odd number of chains, on both CPU
+    product kernels (``ebm.products``)."""
+    with ebm.products.cpu_products(kind):
+        _check_kept_buffers_give_the_plain_steps(case)
+
+
+def _check_kept_buffers_give_the_plain_steps(case):
     from estimators.path import GeometricPath
 
     model, base = PATH_CASES[case]()
@@ -272,23 +279,26 @@ def test_ais_log_weights_are_the_plain_loops_bit_for_bit():
 
 
 def test_ais_allocates_nothing_of_a_blocks_size_per_beta():
-    """Three times the betas, the same allocations of a block's size (the kept buffers, made in
-    the first steps): the inner loop allocates none. What it still allocates per beta is small:
-    chain-length vectors (factor energies) and scalars, under 64 bytes a chain."""
+    """On the products that write into given tensors (torch.mm: GPUs, float64, and the CPU's
+    BLAS, chosen here), three times the betas, the same allocations of a block's size (the kept
+    buffers, made in the first steps): the inner loop allocates none. What it still allocates
+    per beta is small: chain-length vectors (factor energies) and scalars, under 64 bytes a
+    chain. (oneDNN's fused products make their own outputs: see test_products.py.)"""
     model = random_rbm(64, 32, scale=1.0, seed=0)
     chains = 256
     block_bytes = chains * 32 * 4  # the smallest block, float32
 
     def sizes(num_betas):
-        return ebm.profiling.tensor_allocations(
-            lambda: estimators.ais(
-                model,
-                chains,
-                betas=estimators.schedules.linear(num_betas),
-                progress=False,
-                generator=torch.Generator().manual_seed(0),
+        with ebm.products.cpu_products("blas"):
+            return ebm.profiling.tensor_allocations(
+                lambda: estimators.ais(
+                    model,
+                    chains,
+                    betas=estimators.schedules.linear(num_betas),
+                    progress=False,
+                    generator=torch.Generator().manual_seed(0),
+                )
             )
-        )
 
     few, many = sizes(20), sizes(60)
     big_few = sorted(s for s in few if s >= block_bytes)

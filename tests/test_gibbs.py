@@ -47,23 +47,26 @@ def _gibbs_tv(model, p, sweeps, seed):
     return 0.5 * float((emp - p).abs().sum())
 
 
+@pytest.mark.parametrize("kind", ["onednn", "blas"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_gibbs_histogram_matches_exact_distribution(seed):
+def test_gibbs_histogram_matches_exact_distribution(seed, kind):
     """Independent chains on a multimodal 8x4 RBM: the joint histogram of (v, h) after burn-in is
     within the total variation that exact draws of the same size show (their maximum over 200
-    replicates); a model with slightly different weights is not."""
+    replicates); a model with slightly different weights is not. On both CPU product kernels
+    (``ebm.products``): fused oneDNN products with their bias, and torch.mm then the bias."""
     model = random_rbm(8, 4, scale=2.0, seed=seed)
     p = _exact_joint(model)
     top = torch.topk(p, 2).values
     assert float(top.sum()) < 0.9  # not a single dominant state: a real test of mixing
     floor, typical = _noise_floor(p, NUM_CHAINS)
-    tv = _gibbs_tv(model, p, sweeps=200, seed=seed)
-    assert tv <= floor, (tv, floor, typical)
-    # power: a model whose weights are off by 0.2 is detected at the same sample size
-    wrong = random_rbm(8, 4, scale=2.0, seed=seed)
-    with torch.no_grad():
-        wrong.factors["dense_v_h"].weight.add_(0.2)
-    assert _gibbs_tv(wrong, p, sweeps=200, seed=seed) > floor
+    with ebm.products.cpu_products(kind):
+        tv = _gibbs_tv(model, p, sweeps=200, seed=seed)
+        assert tv <= floor, (tv, floor, typical)
+        # power: a model whose weights are off by 0.2 is detected at the same sample size
+        wrong = random_rbm(8, 4, scale=2.0, seed=seed)
+        with torch.no_grad():
+            wrong.factors["dense_v_h"].weight.add_(0.2)
+        assert _gibbs_tv(wrong, p, sweeps=200, seed=seed) > floor
 
 
 def test_clamped_block_never_changes_and_free_block_follows_conditional():
@@ -130,12 +133,18 @@ MODELS_FOR_RUN = {
 }
 
 
+@pytest.mark.parametrize("kind", ["onednn", "blas"])
 @pytest.mark.parametrize("name", sorted(MODELS_FOR_RUN))
-def test_run_draws_what_step_draws_and_never_writes_its_input(name):
+def test_run_draws_what_step_draws_and_never_writes_its_input(name, kind):
     """``run(state, n)`` gives the chains of n calls of ``step``, draw for draw from the same
     seed, although it computes natural parameters and draws into buffers of its own; the state
-    passed in is left as it was."""
+    passed in is left as it was. On both CPU product kernels (``ebm.products``)."""
     torch.manual_seed(0)
+    with ebm.products.cpu_products(kind):
+        _check_run_draws_what_step_draws(name)
+
+
+def _check_run_draws_what_step_draws(name):
     model = MODELS_FOR_RUN[name]()
     stepping = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(5))
     running = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(5))
@@ -152,9 +161,10 @@ def test_run_draws_what_step_draws_and_never_writes_its_input(name):
 
 
 def test_run_reuses_two_buffers_per_block_and_trace_keeps_copies():
-    """After its first sweep ``run`` draws every binary block of a DBM into one of two buffers
-    (so the hot loop allocates nothing of a block's size), and ``Trace`` keeps copies, not the
-    live buffers."""
+    """With products that write into given tensors (the CPU's BLAS here, as on GPUs), after its
+    first sweep ``run`` draws every binary block of a DBM into one of two buffers (so the hot
+    loop allocates nothing of a block's size), and ``Trace`` keeps copies, not the live
+    buffers."""
     model = ebm.models.dbm([6, 5, 4], 0.5)
     gibbs = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(0))
     pointers = {b: set() for b in model.blocks}
@@ -165,22 +175,25 @@ def test_run_reuses_two_buffers_per_block_and_trace_keeps_copies():
                 pointers[b].add(state[b].data_ptr())
 
     trace = samplers.Trace(lambda s: s["h1"])
-    gibbs.run(gibbs.init(40), 20, observers=[record, trace])
+    with ebm.products.cpu_products("blas"):
+        gibbs.run(gibbs.init(40), 20, observers=[record, trace])
     assert all(len(p) == 2 for p in pointers.values()), pointers
     draws = trace.values
     assert draws.shape == (20, 40, 5)
     assert len({tuple(d.flatten().tolist()) for d in draws}) == 20  # not one buffer seen 20 times
 
 
+@pytest.mark.parametrize("kind", ["onednn", "blas"])
 @pytest.mark.parametrize("name", sorted(MODELS_FOR_RUN))
-def test_write_natural_matches_natural_bit_for_bit(name):
-    """``EnergyModel.write_natural_`` writes into a buffer exactly what ``natural`` returns, for
-    every block linear in its factors."""
+def test_write_natural_matches_natural_bit_for_bit(name, kind):
+    """``EnergyModel.write_natural_`` gives exactly what ``natural`` returns, for every block
+    linear in its factors, on both CPU product kernels (``ebm.products``: into the buffer with
+    BLAS; in the fused oneDNN product's own output tensor)."""
     torch.manual_seed(1)
     model = MODELS_FOR_RUN[name]()
     state = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(2)).init(9)
     stats = model.statistics(state)
-    with torch.no_grad():
+    with torch.no_grad(), ebm.products.cpu_products(kind):
         for b in model.blocks:
             if model.quadratic_factors(b):
                 continue

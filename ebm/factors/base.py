@@ -94,6 +94,18 @@ class Factor(nn.Module):
         """Contribution to the natural parameters of ``target``: -dE_f/dt_target, like t_target."""
         return natural_from_energy(self, target, stats)
 
+    def natural_plus(
+        self, target: str, stats: dict[str, Tensor], add: Tensor | None
+    ) -> Tensor:
+        """natural(target, stats) + add, as a tensor nobody else holds (``add``: None or a
+        tensor broadcastable to the contribution, such as a bias expanded over the batch). What
+        a model sums a block's natural parameters with: a product factor overrides this to add
+        ``add`` in the product's own output pass (``ebm.products.matmul_add``)."""
+        eta = self.natural(target, stats)
+        if add is None:
+            return eta if self.fresh_natural else eta.clone()
+        return eta.add_(add) if self.fresh_natural else eta + add
+
     def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
         """Write ``natural(target, stats)`` into ``out`` (shape (batch, *target's shape), not
         read by the computation) and return it: the same values, bit for bit. Factors whose

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ebm.factors.base import Factor, flat_size, register
+from ebm.products import matmul_add
 
 
 @register
@@ -51,14 +52,23 @@ class Dense(Factor):
             out = stats[a].flatten(1) @ self.weight
         return out.reshape(stats[target].shape[0], *self._shapes[target])
 
+    def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
+        other, w = self._operands(target, stats)
+        batch = other.shape[0]
+        flat = None if add is None else add.reshape(batch, -1)
+        return matmul_add(other, w, flat).reshape(batch, *self._shapes[target])
+
     def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
-        a, b = self.blocks
-        if target == a:
-            other, w = stats[b].flatten(1), self.weight.T
-        else:
-            other, w = stats[a].flatten(1), self.weight
+        other, w = self._operands(target, stats)
         torch.mm(other, w, out=out.view(out.shape[0], -1))
         return out
+
+    def _operands(self, target: str, stats: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(t(other block) flattened, W or W^T): the contribution to ``target`` is their product."""
+        a, b = self.blocks
+        if target == a:
+            return stats[b].flatten(1), self.weight.T
+        return stats[a].flatten(1), self.weight
 
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return stats[target].new_zeros(())

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ebm.factors.base import Factor, flat_size, kept_buffer, register
+from ebm.products import matmul_add
 
 
 class _ThreeBlocks(Factor):
@@ -152,13 +153,25 @@ class Factored3Way(_ThreeBlocks):
         f1, f2 = (self._activity(j, stats, ws[j]) for j in range(3) if j != i)
         return self._shaped(target, (f1 * f2) @ ws[i].T)
 
+    def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
+        i, ws = self.blocks.index(target), self._weights()
+        product = self._product_of_others(i, stats, ws)
+        flat = None if add is None else add.reshape(product.shape[0], -1)
+        return self._shaped(target, matmul_add(product, ws[i].T, flat))
+
     def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
         i, ws = self.blocks.index(target), self._weights()
-        f1, f2 = (self._activity(j, stats, ws[j]) for j in range(3) if j != i)
-        # into a scratch tensor kept for it: memory already in cache, nothing allocated
-        product = torch.mul(f1, f2, out=kept_buffer(self._scratch, "product", f1.shape, f1))
+        product = self._product_of_others(i, stats, ws)
         torch.mm(product, ws[i].T, out=out.view(out.shape[0], -1))
         return out
+
+    def _product_of_others(self, i: int, stats: dict[str, Tensor], ws) -> Tensor:
+        """The elementwise product of the other two blocks' activities; without gradients, in a
+        scratch tensor kept for it (memory already in cache, nothing allocated)."""
+        f1, f2 = (self._activity(j, stats, ws[j]) for j in range(3) if j != i)
+        if torch.is_grad_enabled():
+            return f1 * f2
+        return torch.mul(f1, f2, out=kept_buffer(self._scratch, "product", f1.shape, f1))
 
     def _weights(self) -> tuple[Tensor, ...]:
         """(Wx, Wy, Wh), read from the ParameterList's own dict: its indexing costs microseconds
@@ -179,7 +192,7 @@ class Factored3Way(_ThreeBlocks):
         flat = t.flatten(1)
         # into the buffer of the stale one (nothing allocated) while its layout still fits
         out = kept_buffer(self._scratch, ("activity", j), (flat.shape[0], w.shape[1]), flat)
-        torch.mm(flat, w, out=out)
+        out = matmul_add(flat, w, out=out)  # a new tensor where oneDNN runs it (ebm.products)
         self._cache[j] = (weakref.ref(t), key, out)
         return out
 
