@@ -200,11 +200,12 @@ def main() -> None:
     print(
         f"float32 products:  {full}; memory growth after the first third: {growth} MiB", flush=True
     )
-    blas = None
+    blas = growth_blas = None
     if model.device.type == "cpu":  # elsewhere torch.mm is what the products run on anyway
         with ebm.products.cpu_products("blas"), MemoryWatch(args.device) as watch_blas:
             blas = run_ais(model, base, args.chains, args.betas, seed=1)
-        print(f"float32, torch.mm: {blas}; memory growth {watch_blas.growth()} MiB", flush=True)
+        growth_blas = watch_blas.growth()
+        print(f"float32, torch.mm: {blas}; memory growth {growth_blas} MiB", flush=True)
     with ebm.reduced_precision():
         reduced = run_ais(model, base, args.chains, args.betas, seed=1)
     print(f"reduced precision: {reduced}", flush=True)
@@ -239,7 +240,7 @@ def main() -> None:
             "stderr": blas.stderr,
             "ess": blas.ess,
             "seconds": blas.seconds,
-            "memory_growth_mib": watch_blas.growth(),
+            "memory_growth_mib": growth_blas,
         },
         "target_se": args.target_se,
         "chains_for_target_se": needed,

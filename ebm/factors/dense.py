@@ -45,12 +45,8 @@ class Dense(Factor):
         return -((ta @ self.weight) * tb).sum(-1)
 
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
-        a, b = self.blocks
-        if target == a:
-            out = stats[b].flatten(1) @ self.weight.T
-        else:
-            out = stats[a].flatten(1) @ self.weight
-        return out.reshape(stats[target].shape[0], *self._shapes[target])
+        other, w = self._operands(target, stats)
+        return (other @ w).reshape(other.shape[0], *self._shapes[target])
 
     def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
         other, w = self._operands(target, stats)

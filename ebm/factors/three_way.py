@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ebm.factors.base import Factor, flat_size, kept_buffer, register
-from ebm.products import matmul_add
+from ebm.products import fused_cpu_product, matmul_add
 
 
 class _ThreeBlocks(Factor):
@@ -150,8 +150,7 @@ class Factored3Way(_ThreeBlocks):
 
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         i, ws = self.blocks.index(target), self._weights()
-        f1, f2 = (self._activity(j, stats, ws[j]) for j in range(3) if j != i)
-        return self._shaped(target, (f1 * f2) @ ws[i].T)
+        return self._shaped(target, self._product_of_others(i, stats, ws) @ ws[i].T)
 
     def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
         i, ws = self.blocks.index(target), self._weights()
@@ -190,9 +189,12 @@ class Factored3Way(_ThreeBlocks):
         if cached is not None and cached[0]() is t and cached[1] == key:
             return cached[2]
         flat = t.flatten(1)
-        # into the buffer of the stale one (nothing allocated) while its layout still fits
-        out = kept_buffer(self._scratch, ("activity", j), (flat.shape[0], w.shape[1]), flat)
-        out = matmul_add(flat, w, out=out)  # a new tensor where oneDNN runs it (ebm.products)
+        # oneDNN's fused product makes its own output (ebm.products); torch.mm writes into the
+        # buffer of the stale one (nothing allocated) while its layout still fits
+        out = None
+        if not fused_cpu_product(flat):
+            out = kept_buffer(self._scratch, ("activity", j), (flat.shape[0], w.shape[1]), flat)
+        out = matmul_add(flat, w, out=out)
         self._cache[j] = (weakref.ref(t), key, out)
         return out
 
