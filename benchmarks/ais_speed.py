@@ -68,10 +68,14 @@ def train_rbm(data: torch.Tensor, epochs: int) -> ebm.EnergyModel:
 
 
 def run_ais(model, base, chains, betas, seed) -> estimators.Estimate:
+    """AIS over the Salakhutdinov & Murray schedule scaled to ``betas`` betas (an int), or over
+    the given schedule (a tensor)."""
+    if isinstance(betas, int):
+        betas = estimators.schedules.salakhutdinov_murray_scaled(betas)
     return estimators.ais(
         model,
         num_chains=chains,
-        betas=estimators.schedules.salakhutdinov_murray_scaled(betas),
+        betas=betas,
         base=base,
         generator=torch.Generator(device=model.device).manual_seed(seed),
         progress=False,
@@ -138,6 +142,22 @@ def allocations_per_beta(model, base, chains, few: int = 20, many: int = 60) -> 
     }
 
 
+def peak_growth(model, base, chains, few: int = 20, many: int = 60) -> int:
+    """Bytes by which the peak tensor memory of an AIS run of ``many`` betas exceeds that of a
+    run of ``few`` (``ebm.profiling.peak_tensor_memory``: live tensor bytes counted by the
+    profiler on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU): zero when the loop
+    holds no more memory the longer it runs, whatever it allocates and frees per beta. (The
+    schedules are made outside the measured runs: their own size grows with the betas.)"""
+    schedules = [estimators.schedules.salakhutdinov_murray_scaled(n) for n in (few, many)]
+    peaks = [
+        ebm.profiling.peak_tensor_memory(
+            lambda s=s: run_ais(model, base, chains, s, seed=0), model.device
+        )
+        for s in schedules
+    ]
+    return peaks[1] - peaks[0]
+
+
 def bf16_rounding_on_digits() -> dict:
     """Exact log Z of the 64 x 16 digits RBM with float32 weights and with bf16-rounded ones."""
     train, _ = ebm.datasets.digits(binarize="threshold")
@@ -194,6 +214,10 @@ def main() -> None:
     with ebm.products.cpu_products("blas"):
         allocated_blas = allocations_per_beta(model, base, args.chains)
     print(f"allocations per beta: {allocated}; torch.mm products: {allocated_blas}", flush=True)
+    peak = peak_growth(model, base, args.chains)
+    with ebm.products.cpu_products("blas"):
+        peak_blas = peak_growth(model, base, args.chains)
+    print(f"peak tensor memory growth: {peak:+,d} bytes; torch.mm {peak_blas:+,d}", flush=True)
     with MemoryWatch(args.device) as watch:
         full = run_ais(model, base, args.chains, args.betas, seed=1)
     growth = watch.growth()
@@ -231,6 +255,8 @@ def main() -> None:
         "memory_growth_mib": growth,
         "allocations_per_beta": allocated,
         "allocations_per_beta_torch_mm": allocated_blas,
+        "peak_growth_bytes": peak,
+        "peak_growth_bytes_torch_mm": peak_blas if model.device.type == "cpu" else None,
         "difference_in_combined_se": (reduced.value - full.value) / combined,
         "speedup": full.seconds / reduced.seconds,
         "float32_torch_mm": None

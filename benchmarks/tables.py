@@ -21,14 +21,25 @@ def _rate(value) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def _mib(value, sign: str = "") -> str:
+    return "-" if value is None else f"{value:{sign}.1f} MiB"
+
+
+def _bytes(value) -> str:
+    return "-" if value is None else f"{value:+,d} bytes"
+
+
 def throughput_table(record: dict) -> str:
     """Sweeps per second of each case: ours, the matmul-only limit (the faster of ours's
     product kernel and torch.mm) and torch.mm's matmul-only rate, their ratio (the median of
     paired timings), the peers (each timed alternately with ours), ours over the jax.jit loop
-    (the median of those pairs), and the ratio to the limit with bf16 products."""
+    (the median of those pairs), the ratio to the limit with bf16 products, the growth of the
+    peak tensor memory from a run of 150 sweeps to one of 400, and the range of the resident
+    set over the last 250 sweeps of a run."""
     head = ["model", "chains", "ours", "matmul-only", "matmul-only, torch.mm", "ratio"]
     head += [label for _, label in PEERS]
-    head += ["ours / jax.jit loop", "ours, bf16", "ratio, bf16", "memory growth"]
+    head += ["ours / jax.jit loop", "ours, bf16", "ratio, bf16", "peak tensor memory growth"]
+    head += ["resident set, range"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in record["rows"]:
         shape = "-".join(str(n) for n in r["blocks"].values())
@@ -46,7 +57,8 @@ def throughput_table(record: dict) -> str:
             "-" if jax is None else f"**{jax:.2f}**",
             _rate(r["ours_reduced"]),
             f"{r['ratio_to_matmul_reduced']:.2f}",
-            f"{r['memory_growth_mib']:+.1f} MiB",
+            _bytes(r.get("peak_growth_bytes")),
+            _mib(r.get("resident_range_mib")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -58,13 +70,17 @@ def ais_speed_table(record: dict) -> str:
     chains, betas = record["chains"], record["betas"]
     lines = [
         f"| products | seconds ({chains:,} chains x {betas:,} betas) | log Z | ESS | "
-        f"seconds to a standard error of {record['target_se']} nats | memory growth | "
-        "allocated per beta |",
-        "|---|---|---|---|---|---|---|",
+        f"seconds to a standard error of {record['target_se']} nats | "
+        "peak tensor memory growth | resident set growth | allocated per beta |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     growth = {  # measured in the float32 runs
         "float32": record.get("memory_growth_mib"),
         "float32_torch_mm": (record.get("float32_torch_mm") or {}).get("memory_growth_mib"),
+    }
+    peak = {
+        "float32": record.get("peak_growth_bytes"),
+        "float32_torch_mm": record.get("peak_growth_bytes_torch_mm"),
     }
     allocated = {
         "float32": record.get("allocations_per_beta"),
@@ -79,7 +95,8 @@ def ais_speed_table(record: dict) -> str:
         r = record.get(key)
         if r is None:
             continue
-        grew = "-" if growth.get(key) is None else f"{growth[key]:+.1f} MiB"
+        grew = _mib(growth.get(key), "+")
+        peaked = _bytes(peak.get(key))
         per_beta = "-"
         if allocated.get(key) is not None:
             a = allocated[key]
@@ -89,7 +106,7 @@ def ais_speed_table(record: dict) -> str:
             )
         lines.append(
             f"| {label} | {r['seconds']:.1f} | {r['log_z']:.4f} ± {r['stderr']:.4f} | "
-            f"{r['ess']:.0f} | {record[f'seconds_for_target_se_{key}']:.0f} | {grew} | "
+            f"{r['ess']:.0f} | {record[f'seconds_for_target_se_{key}']:.0f} | {peaked} | {grew} | "
             f"{per_beta} |"
         )
     return "\n".join(lines)

@@ -16,9 +16,11 @@ and ours and the matmul-only limit again inside ``ebm.reduced_precision()`` (bf1
 
 Each figure is the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up (JAX and
 thrml compile there). Ratios are to the matmul-only rate of the same run, measured alternately with
-ours (the median of the paired ratios). Also: memory growth over 5 x --sweeps sweeps after a
-warm-up of 3 x --sweeps, inside one ``run`` (resident set on the CPU,
-``torch.cuda.max_memory_allocated`` on a GPU): zero when the hot loop allocates nothing new.
+ours (the median of the paired ratios). Also: memory growth, the peak tensor memory of a ``run``
+of 8 x --sweeps sweeps minus that of one of 3 x --sweeps (the profiler's count of live tensor
+bytes on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU): zero when the hot loop holds
+nothing more the longer it runs; and, on the CPU, how the resident set moves over the last 5 x
+--sweeps sweeps of a run.
 
     python benchmarks/throughput.py --json benchmarks/results/throughput.json
     python benchmarks/throughput.py --quick            # a smoke test, seconds
@@ -61,26 +63,34 @@ def time_rate(step: Callable[[], object], sweeps: int, repeats: int, device="cpu
     return statistics.median(rates)
 
 
-def memory_growth(gibbs, state, sweeps: int, device) -> float:
-    """MiB the process grows by over 5 x ``sweeps`` sweeps of one ``run``, after a warm-up of 3 x
-    ``sweeps`` in the same run (resident set on the CPU; peak allocated memory on a GPU): zero
-    when the hot loop reuses its memory. (Each ``run`` makes its buffers when it starts, so the
-    growth is measured inside one run, by an observer.)"""
-    cuda = torch.device(device).type == "cuda"
-    marks = {}
+def memory_growth(gibbs, state, sweeps: int, device) -> dict:
+    """What the hot loop holds the longer it runs.
 
-    def observe(_state, sweep):
-        if sweep == 3 * sweeps - 1:
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            marks["before"] = torch.cuda.memory_allocated() if cuda else resident_mib()
+    ``peak_growth_bytes``: the peak tensor memory of one ``run`` of 8 x ``sweeps`` sweeps minus
+    that of a run of 3 x ``sweeps`` (``ebm.profiling.peak_tensor_memory``: the profiler's count
+    of live tensor bytes on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU); both runs make
+    their buffers in their first sweep, so this is zero when the sweeps after it hold nothing
+    more. On the CPU also the resident set over the last 5 x ``sweeps`` sweeps of a run of 8 x
+    ``sweeps`` (``resident_change_mib``: last minus first; ``resident_range_mib``: its largest
+    minus its smallest value), which also moves with what the C allocator keeps of freed
+    memory: fused oneDNN products make a new output each call, and where glibc places it
+    changes what stays resident."""
 
-    gibbs.run(state, 8 * sweeps, observers=[observe])
-    if cuda:
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - marks["before"]) / 2**20
-    return resident_mib() - marks["before"]
+    def peak(n):
+        return ebm.profiling.peak_tensor_memory(lambda: gibbs.run(state, n), device)
+
+    row = {"peak_growth_bytes": peak(8 * sweeps) - peak(3 * sweeps)}
+    if torch.device(device).type == "cpu":
+        resident = []
+
+        def observe(_state, sweep):
+            if sweep >= 3 * sweeps - 1:
+                resident.append(resident_mib())
+
+        gibbs.run(state, 8 * sweeps, observers=[observe])
+        row["resident_change_mib"] = resident[-1] - resident[0]
+        row["resident_range_mib"] = max(resident) - min(resident)
+    return row
 
 
 def cpu_model() -> str:
@@ -314,7 +324,7 @@ def measure(case: str, chains: int, args) -> dict:
         row["matmul_only" + key] = statistics.median(max(r[1:]) for r in runs)
         row["matmul_only_torch_mm" + key] = statistics.median(r[2] for r in runs)
         row["ratio_to_matmul" + key] = statistics.median(r[0] / max(r[1:]) for r in runs)
-    row["memory_growth_mib"] = memory_growth(gibbs, state["x"], args.sweeps, args.device)
+    row.update(memory_growth(gibbs, state["x"], args.sweeps, args.device))
     # each peer alternates with ours, as the limit does: its rate and ours / its rate (medians)
     peers = {"torch_loop": (torch_loop(model, case, chains, gen), 1)}  # (step, sweeps a call)
     if not args.quick:  # inductor compiles for a minute or so per model
@@ -386,7 +396,7 @@ def main() -> None:
             f"{case} x {chains} chains: ours {row['ours']:.1f} sweeps/s, matmul-only "
             f"{row['matmul_only']:.1f}/s (ratio {row['ratio_to_matmul']:.2f}); bf16 products: "
             f"ours {row['ours_reduced']:.1f}/s, ratio {row['ratio_to_matmul_reduced']:.2f}; {peers}; "
-            f"memory growth {row['memory_growth_mib']:+.1f} MiB",
+            f"peak tensor memory growth {row['peak_growth_bytes']:+,d} bytes",
             flush=True,
         )
     record = {
