@@ -94,9 +94,7 @@ class Factor(nn.Module):
         """Contribution to the natural parameters of ``target``: -dE_f/dt_target, like t_target."""
         return natural_from_energy(self, target, stats)
 
-    def natural_plus(
-        self, target: str, stats: dict[str, Tensor], add: Tensor | None
-    ) -> Tensor:
+    def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
         """natural(target, stats) + add, as a tensor nobody else holds (``add``: None or a
         tensor broadcastable to the contribution, such as a bias expanded over the batch). What
         a model sums a block's natural parameters with: a product factor overrides this to add
