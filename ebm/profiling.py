@@ -11,11 +11,11 @@ same peak however many steps it takes; a loop that keeps what it allocates does 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch.autograd import DeviceType
+from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
 __all__ = ["TensorMemory", "peak_tensor_memory", "tensor_allocations", "tensor_memory"]
@@ -26,10 +26,10 @@ class TensorMemory:
     """The CPU tensor memory of one run.
 
     ``allocations``: the size in bytes of every tensor allocation, in order (frees not listed).
-    ``peak``: max over the run of M(t) = (bytes allocated since it started) - (bytes freed since
-    it started), including frees of tensors made before it (never below 0): the run's peak of
-    tensor memory above what it started with. The profiler sees tensors, not the C allocator
-    beneath them, so memory the allocator keeps after a free is not counted."""
+    ``peak``: max over the run of M(t), the bytes of the tensors made during the run and not
+    yet freed at t: the most tensor memory the run held at once beyond what it was given. The
+    profiler sees tensors, not the C allocator beneath them, so memory the allocator keeps
+    after a free is not counted."""
 
     allocations: list[int]
     peak: int
@@ -37,20 +37,38 @@ class TensorMemory:
 
 def tensor_memory(run: Callable[[], object]) -> TensorMemory:
     """Run ``run()`` under ``torch.profiler`` with ``profile_memory=True`` and return what it
-    allocated and its peak of CPU tensor memory (``TensorMemory``)."""
+    allocated and its peak of CPU tensor memory (``TensorMemory``). Each free is matched to its
+    allocation by address, so frees of tensors made before the run (which the profiler reports
+    only for some: those it saw being made in an earlier profile) do not count."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
-    events = [
-        e
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type() == DeviceType.CPU
-    ]
-    events.sort(key=lambda e: e.start_ns())
+    events = sorted(
+        (
+            (node.start_time_ns, node.extra_fields.ptr, node.extra_fields.alloc_size)
+            for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
+            if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu"
+        ),
+        key=lambda event: event[0],
+    )
+    live: dict[int, int] = {}
+    allocations = []
     held = peak = 0
-    for e in events:
-        held += e.nbytes()
-        peak = max(peak, held)
-    return TensorMemory([e.nbytes() for e in events if e.nbytes() > 0], peak)
+    for _, ptr, size in events:
+        if size > 0:
+            live[ptr] = size
+            allocations.append(size)
+            held += size
+            peak = max(peak, held)
+        elif ptr in live:
+            held -= live.pop(ptr)
+    return TensorMemory(allocations, peak)
+
+
+def _walk(nodes) -> Iterator:
+    """Every node of the profiler's event tree, depth first."""
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
 
 
 def tensor_allocations(run: Callable[[], object]) -> list[int]:

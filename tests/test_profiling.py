@@ -33,6 +33,17 @@ def test_peak_counts_what_a_loop_keeps_and_not_what_it_frees():
     assert ebm.profiling.peak_tensor_memory(lambda: keep(2), "cpu") == 2 * 4000
 
 
+def test_frees_of_tensors_made_before_the_run_do_not_lower_its_peak():
+    """A tensor made under an earlier profile and freed in this one: the profiler reports its
+    free, which must not offset what this run makes (2,000 bytes held at its peak)."""
+    held = []
+    ebm.profiling.tensor_memory(lambda: held.append(torch.empty(1000)))
+    # freed first, then 500 floats made: without matching frees to allocations, 2,000 - 4,000
+    run = ebm.profiling.tensor_memory(lambda: (held.clear(), held.append(torch.empty(500))))
+    assert run.allocations == [2000]
+    assert run.peak == 2000
+
+
 def test_gibbs_run_on_fused_products_holds_a_steady_peak():
     """On the fused oneDNN products (the default on a float32 CPU) each sweep allocates the
     products' outputs, and frees as much: 60 sweeps peak at the same tensor memory as 5."""
