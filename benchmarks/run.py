@@ -2,12 +2,14 @@
 
 - ``throughput.py``: block Gibbs sweeps per second against the matmul-only limit and the peers;
 - ``ais_speed.py``: AIS on the 784 x 500 RBM, time to a standard error, reduced precision;
-- ``ais_scaling.py``: AIS sharded over Ray tasks, with its figure.
+- ``ais_scaling.py``: AIS sharded over Ray tasks, with its figure;
+- ``resident_set.py``: the resident set of a long block Gibbs run under three settings of
+  glibc's allocator.
 
 They run in turn, never side by side (each would slow the others), then the tables of
 docs/benchmarks.md are printed from the records (``tables.py``).
 
-    python benchmarks/run.py --mnist DIR            # about 20 minutes on two CPU cores
+    python benchmarks/run.py --mnist DIR            # about 25 minutes on two CPU cores
     python benchmarks/run.py --quick --out /tmp/b   # a smoke test
 """
 
@@ -39,6 +41,7 @@ def main() -> None:
         ("throughput", ["--no-thrml"] if args.quick else []),
         ("ais_speed", mnist),
         ("ais_scaling", [*mnist, "--figure", str(args.figure)]),
+        ("resident_set", []),
     ]
     for name, extra in jobs:
         start = time.perf_counter()

@@ -143,12 +143,34 @@ def ais_scaling_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def resident_set_table(record: dict) -> str:
+    """The resident set of a long block Gibbs run under each setting of glibc's allocator: its
+    band in each quarter of the sweeps after the warm-up round, and its range over them."""
+    warm_up = record["sweeps_per_round"]
+    quarter = (record["rounds"] - 1) * warm_up // 4
+    head = ["C allocator", "sweeps per second"]
+    head += [
+        f"resident set, sweeps {warm_up + k * quarter:,}-{warm_up + (k + 1) * quarter:,}"
+        for k in range(4)
+    ]
+    head += ["range"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, s in record["settings"].items():
+        env = " ".join(f"`{k}={v}`" for k, v in s["env"].items())
+        cells = [f"{name}{' (' + env + ')' if env else ''}", f"{s['sweeps_per_second']:.1f}"]
+        cells += [f"{lo:.1f}-{hi:.1f} MiB" for lo, hi in s["quarters_mib"]]
+        cells += [f"{s['range_mib']:.1f} MiB"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: Path) -> dict[str, str]:
     """The tables of every record present in ``results``, by record name."""
     renderers = {
         "throughput": [throughput_table],
         "ais_speed": [ais_speed_table, reduced_precision_table],
         "ais_scaling": [ais_scaling_table],
+        "resident_set": [resident_set_table],
     }
     out = {}
     for name, render in renderers.items():

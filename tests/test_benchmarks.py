@@ -30,6 +30,7 @@ def _tables_module():
         ("throughput.py", ["--no-thrml"]),
         ("ais_speed.py", []),
         ("ais_scaling.py", ["--max-workers", "2"]),
+        ("resident_set.py", []),
     ],
 )
 def test_benchmark_runs_quick(script, args, tmp_path):
@@ -55,7 +56,7 @@ def test_docs_show_the_tables_of_the_committed_benchmark_records():
     JSON records in benchmarks/results: the page says what the records measured."""
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     rendered = _tables_module().tables(ROOT / "benchmarks" / "results")
-    assert set(rendered) == {"throughput", "ais_speed", "ais_scaling"}
+    assert set(rendered) == {"throughput", "ais_speed", "ais_scaling", "resident_set"}
     for name, table in rendered.items():
         assert table in page, f"docs/benchmarks.md lacks the {name} table of its record"
 
