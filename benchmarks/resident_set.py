@@ -26,6 +26,7 @@ by quarter of the sweeps after its first round (the warm-up).
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import os
 import statistics
@@ -56,17 +57,21 @@ def worker(rounds: int, sweeps: int, quick: bool) -> dict:
     model = build("rbm", quick)
     gibbs = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(0))
     state = gibbs.init(100 if quick else 1000)
-    resident: list[float] = []
-    rates = []
+    # made in full before the run, so that recording adds nothing to what is recorded (a list
+    # appended to grew by 32 bytes a sweep: 0.6 MiB over 20,000 sweeps)
+    resident = array.array("d", bytes(8 * rounds * sweeps))
+    rates = array.array("d", bytes(8 * rounds))
+    done = [0]
 
     def observe(_state, _sweep):
-        resident.append(resident_mib())
+        resident[done[0]] = resident_mib()
+        done[0] += 1
 
-    for _ in range(rounds):
+    for k in range(rounds):
         start = time.perf_counter()
         state = gibbs.run(state, sweeps, observers=[observe])
-        rates.append(sweeps / (time.perf_counter() - start))
-    return {"resident_mib": resident, "rates": rates}
+        rates[k] = sweeps / (time.perf_counter() - start)
+    return {"resident_mib": resident.tolist(), "rates": rates.tolist()}
 
 
 def summary(runs: list[dict], sweeps: int) -> dict:
