@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
-from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
 __all__ = ["TensorMemory", "peak_tensor_memory", "tensor_allocations", "tensor_memory"]
@@ -40,6 +39,9 @@ def tensor_memory(run: Callable[[], object]) -> TensorMemory:
     allocated and its peak of CPU tensor memory (``TensorMemory``). Each free is matched to its
     allocation by address, so frees of tensors made before the run (which the profiler reports
     only for some: those it saw being made in an earlier profile) do not count."""
+    # the event tree torch's own memory profiler reads (a private module: imported when used)
+    from torch._C._profiler import _EventType
+
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
     events = sorted(
