@@ -61,13 +61,11 @@ def worker(rounds: int, sweeps: int, quick: bool) -> dict:
     # appended to grew by 32 bytes a sweep: 0.6 MiB over 20,000 sweeps)
     resident = array.array("d", bytes(8 * rounds * sweeps))
     rates = array.array("d", bytes(8 * rounds))
-    done = [0]
-
-    def observe(_state, _sweep):
-        resident[done[0]] = resident_mib()
-        done[0] += 1
-
     for k in range(rounds):
+
+        def observe(_state, sweep, first=k * sweeps):
+            resident[first + sweep] = resident_mib()
+
         start = time.perf_counter()
         state = gibbs.run(state, sweeps, observers=[observe])
         rates[k] = sweeps / (time.perf_counter() - start)
