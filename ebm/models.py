@@ -325,9 +325,57 @@ def upoe(dim: int, n_experts: int, df: float = 5.0) -> EnergyModel:
 
 
 def upoe_log_z(model: EnergyModel) -> float:
-    """The exact log Z of ``upoe(dim, J)``: (dim - J) log(2 pi) / 2 whatever the parameters."""
-    dim, experts = model.units["x"].n, model.factors["experts"].n_experts
-    return 0.5 * (dim - experts) * math.log(2 * math.pi)
+    """The exact log Z of an under-complete product of experts (``upoe``), verified first.
+
+    With x's Gaussian units of loc mu and scale s, t = x / s, m = mu / s and orthonormal rows W,
+
+        E(x) = sum_j [-log p_j(y_j) - y_j^2 / 2] + |t - m|^2 / 2,   y = W t,
+
+    splits into the experts on y and a Gaussian on the complement of W's row space, so
+
+        log Z = (D - J) log(2 pi) / 2 + sum_i log s_i     when W m = 0,
+
+    and Z is infinite otherwise (a Student-t times exp(a y) has no finite integral). Before
+    answering this checks what the closed form relies on, and raises ValueError with the measured
+    figure when it fails: the model is one Gaussian block with one ``ProjectedStudentT`` factor and
+    nothing else, every parameter is finite, max |W W^T - I| is within 16 eps sqrt(D) of the
+    model's dtype, and |W m| is within the same tolerance.
+    """
+    from ebm.factors.experts import orthonormality_error
+
+    factors = list(model.factors.values())
+    if len(model.blocks) != 1 or len(factors) != 1 or not isinstance(factors[0], ProjectedStudentT):
+        raise ValueError(
+            "upoe_log_z needs an under-complete product of experts (ebm.models.upoe): one Gaussian "
+            f"block and one ProjectedStudentT factor; got blocks {model.blocks} and factors "
+            f"{[type(f).__name__ for f in factors]}"
+        )
+    (block,) = model.blocks
+    units, experts = model.units[block], factors[0]
+    if not isinstance(units, Gaussian):
+        raise ValueError(f"upoe_log_z needs Gaussian units, block {block!r} is {units}")
+    for name, value in [*model.named_parameters(), *model.named_buffers()]:
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"upoe_log_z: parameter {name} is not finite")
+    with torch.no_grad():
+        w = experts.projection.detach().to(torch.float64)
+        dim = w.shape[1]
+        tol = 16 * torch.finfo(model.dtype).eps * math.sqrt(dim)
+        deviation = orthonormality_error(w)
+        if not deviation <= tol:
+            raise ValueError(
+                f"upoe_log_z: the projection's rows are not orthonormal (max |W W^T - I| = "
+                f"{deviation:.3g} > {tol:.3g}); the closed form does not hold"
+            )
+        log_scale = units.log_scale.detach().to(torch.float64)
+        tilt = float((w @ (units.loc.detach().to(torch.float64) / log_scale.exp())).abs().max())
+        if not tilt <= tol:
+            raise ValueError(
+                f"upoe_log_z: the Gaussian loc has a component along the experts' projections "
+                f"(max |W mu / s| = {tilt:.3g}): a Student-t expert tilted by exp(a y) has no "
+                f"finite normaliser, log Z is infinite"
+            )
+        return 0.5 * (dim - experts.n_experts) * math.log(2 * math.pi) + float(log_scale.sum())
 
 
 def _param_or_none(value, shape, name):

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
 
-__all__ = ["fit", "History", "linear_decay"]
+__all__ = ["fit", "History", "linear_decay", "decay_groups"]
 
 
 @dataclass
@@ -72,6 +73,20 @@ def _summable(model: EnergyModel) -> bool:
     return True
 
 
+def decay_groups(model: EnergyModel) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The trainable parameters split into (decayed, not decayed): weight decay applies to the
+    weights (two or more dimensions) and not to biases, nor to the parameters a factor names in
+    ``no_weight_decay`` (a parametrisation's internals)."""
+    exempt = {
+        id(getattr(factor, name))
+        for factor in model.factors.values()
+        for name in factor.no_weight_decay
+    }
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decayed = [p for p in trainable if p.dim() >= 2 and id(p) not in exempt]
+    return decayed, [p for p in trainable if p.dim() < 2 or id(p) in exempt]
+
+
 def fit(
     model: EnergyModel,
     data,
@@ -92,7 +107,8 @@ def fit(
         L = mean_batch F(v) - mean_negative F(v'),
 
     whose gradient is minus the (sampled) log-likelihood gradient. ``weight_decay`` is an L2 penalty
-    on the weights (parameters with two or more dimensions), not on biases. ``generator`` fixes
+    on the weights (parameters with two or more dimensions), not on biases nor on a factor's
+    ``no_weight_decay`` parameters (``decay_groups``). ``generator`` fixes
     the batch order and the sampler's draws, so a seed reproduces a run exactly. ``monitor(epoch,
     model)`` may return a dict of figures to record each epoch (e.g. an exact log-likelihood).
     Ctrl-C stops after the current batch; the model keeps what it learned and the history says so.
@@ -114,8 +130,7 @@ def fit(
             f"the hidden blocks {model.hidden()} cannot be summed out; the sampler must "
             f"provide positive(model, data_state, generator)"
         )
-    weights = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    others = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    weights, others = decay_groups(model)
     optimizer = torch.optim.SGD(
         [
             {"params": weights, "weight_decay": weight_decay},

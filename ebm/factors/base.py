@@ -60,9 +60,14 @@ class Factor(nn.Module):
     ``fresh_natural`` (class attribute, default False): True when ``natural`` always returns a
     new tensor that nothing else holds (a matmul's result), so that the model may add the other
     factors' contributions to it in place and the unit type may overwrite it with the draws.
+
+    ``no_weight_decay`` (class attribute, default empty): names of the factor's parameters that
+    ``fit``'s weight decay must leave alone, such as the unconstrained matrix behind a constrained
+    weight, whose scale carries no meaning.
     """
 
     fresh_natural: bool = False
+    no_weight_decay: tuple[str, ...] = ()
 
     def __init__(self, *blocks: str, name: str | None = None):
         super().__init__()
