@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -22,6 +25,36 @@ app = typer.Typer(
     help="Declare, train, sample and evaluate energy-based models.",
 )
 console = Console()
+errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, markup=False)
+
+#: the exit status of an error in the user's input (typer's own for bad arguments)
+USAGE_ERROR = 2
+
+
+@contextmanager
+def user_input(what: str) -> Iterator[None]:
+    """Turn a refusal of the user's input into one line on stderr and exit status 2.
+
+    Wraps the steps that read what the user gave (a model file, a ``--data`` value, a model that
+    must fit the data, options the model must support): ValueError (the library's refusals of
+    bad arguments), OSError (a missing or unreadable file) and typer's BadParameter print
+    ``Error: <what>: <message>``. Any other exception is a real crash and keeps its traceback.
+    """
+    try:
+        yield
+    except (ValueError, OSError, typer.BadParameter) as err:
+        message = err.message if isinstance(err, typer.BadParameter) else str(err)
+        if isinstance(err, FileNotFoundError) and err.filename is not None:
+            message = f"no such file or directory: {err.filename}"
+        message = " ".join(message.split()) or type(err).__name__
+        errors.print(f"Error: {what}: {message}")
+        raise typer.Exit(USAGE_ERROR) from None
+
+
+def load_model(path: Path) -> ebm.EnergyModel:
+    """``ebm.load(path)``, a refused file reported as a usage error (exit status 2)."""
+    with user_input("cannot load the model"):
+        return ebm.load(path)
 
 
 class Method(str, Enum):
@@ -56,17 +89,33 @@ class PathName(str, Enum):
 def load_data(spec: str, binarize: str = "threshold", seed: int = 0):
     """(train, test) tensors from a data spec: ``digits``, ``bars-and-stripes:N`` (train = test =
     all patterns) or ``mnist:DIRECTORY``."""
+    with user_input(f"--data {spec}"):
+        return _read_data(spec, binarize, seed)
+
+
+def _read_data(spec: str, binarize: str, seed: int):
     name, _, arg = spec.partition(":")
+    if binarize not in ("threshold", "stochastic"):
+        raise ValueError(f"--binarize must be threshold or stochastic, got {binarize!r}")
     if name == "digits":
         return ebm.datasets.digits(binarize=binarize, seed=seed)
     if name == "bars-and-stripes":
+        if arg and not arg.strip().isdigit():
+            raise ValueError(f"bars-and-stripes:N needs a whole number N, got {arg!r}")
         data = ebm.datasets.bars_and_stripes(int(arg or 3))
         return data, data
     if name == "mnist":
         if not arg:
-            raise typer.BadParameter("mnist needs a directory: mnist:/path/to/idx/files")
+            raise ValueError("mnist needs a directory: mnist:/path/to/idx/files")
         return ebm.datasets.mnist(arg, binarize=binarize, seed=seed)
-    raise typer.BadParameter(f"unknown data {spec!r}: use digits, bars-and-stripes:N or mnist:DIR")
+    raise ValueError("unknown data: use digits, bars-and-stripes:N or mnist:DIR")
+
+
+def fitting_data(model: ebm.EnergyModel, data, spec: str):
+    """``data`` checked against the model's visible block (a usage error when it does not fit)."""
+    with user_input(f"--data {spec} for this model"):
+        model.validate_data(data)
+    return data
 
 
 def _train(
@@ -88,6 +137,8 @@ def _train(
     model = ebm.models.rbm(train.shape[1], hidden)
     neg = samplers.PCD(num_chains=chains, k=k) if sampler == SamplerName.pcd else samplers.CD(k=k)
     g = torch.Generator().manual_seed(seed)
+    with user_input("training options"):
+        check_training_options(lr, momentum, weight_decay)
     history = ebm.fit(
         model,
         train,
@@ -100,6 +151,18 @@ def _train(
         generator=g,
     )
     return model, train, test, history
+
+
+def check_training_options(lr: float, momentum: float, weight_decay: float) -> None:
+    """ValueError naming the first option out of range (what torch.optim.SGD would refuse later)."""
+
+    for name, value, ok in (
+        ("--lr", lr, lr > 0),
+        ("--momentum", momentum, 0 <= momentum < 1),
+        ("--weight-decay", weight_decay, weight_decay >= 0),
+    ):
+        if not (math.isfinite(value) and ok):
+            raise ValueError(f"{name} {value} is out of range")
 
 
 @app.command()
@@ -119,6 +182,9 @@ def train(
     seed: int = typer.Option(0),
 ):
     """Train a binary RBM on DATA and save it (safetensors + JSON graph spec)."""
+    if not out.parent.is_dir():
+        with user_input(f"--out {out}"):
+            raise FileNotFoundError(2, "no such directory", str(out.parent))
     model, *_, history = _train(
         data,
         hidden,
@@ -133,7 +199,8 @@ def train(
         seed,
         binarize,
     )
-    model.save(out)
+    with user_input(f"--out {out}"):
+        model.save(out)
     status = " (interrupted)" if history.interrupted else ""
     console.print(f"trained {len(history)} epochs{status}; saved {out}")
 
@@ -160,50 +227,53 @@ def estimate(
     starts, so enumerable models only); sandwich: the test log-likelihood between RAISE (lower)
     and AIS (upper) on the first --examples test images. --path mavg anneals AIS and RAISE along
     the moment-averaged path (binary RBMs) instead of the geometric one."""
-    model = ebm.load(model_path)
-    train_data, test = load_data(data, binarize, seed)
-    gen = torch.Generator().manual_seed(seed)
-    base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
     if path == PathName.mavg and method in (Method.exact, Method.bridge):
         raise typer.BadParameter(f"--path mavg is for --method ais or sandwich, not {method.value}")
-    path_obj = (
-        estimators.moment_averaged_path(model, base_dist, generator=gen)
-        if path == PathName.mavg
-        else None
-    )
-    if method == Method.exact:
-        logz = estimators.exact_log_z(model)
-    elif method == Method.bridge:
-        logz = estimators.bridge(
-            model, num_chains=chains, betas=_schedule(betas), base=base_dist, generator=gen
+    model = load_model(model_path)
+    train_data, test = load_data(data, binarize, seed)
+    fitting_data(model, train_data, data)
+    gen = torch.Generator().manual_seed(seed)
+    with user_input("this model"):
+        base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
+        path_obj = (
+            estimators.moment_averaged_path(model, base_dist, generator=gen)
+            if path == PathName.mavg
+            else None
         )
-    elif method == Method.sandwich:
-        result = estimators.sandwich(
-            model,
-            test,
-            num_chains=chains,
-            betas=_schedule(betas),
-            base=base_dist,
-            generator=gen,
-            num_examples=examples,
-            workers=workers,
-            path=path_obj,
-        )
-        console.print(str(result.extras["upper"].extras["log_z"]))
-        console.print(str(result))
-        return
-    else:
-        logz = estimators.ais(
-            model,
-            num_chains=chains,
-            betas=_schedule(betas),
-            base=base_dist,
-            generator=gen,
-            workers=workers,
-            path=path_obj,
-        )
+    with user_input(f"--method {method.value} on this model"):
+        if method == Method.sandwich:
+            result = estimators.sandwich(
+                model,
+                fitting_data(model, test, data),
+                num_chains=chains,
+                betas=_schedule(betas),
+                base=base_dist,
+                generator=gen,
+                num_examples=examples,
+                workers=workers,
+                path=path_obj,
+            )
+            console.print(str(result.extras["upper"].extras["log_z"]))
+            console.print(str(result))
+            return
+        if method == Method.exact:
+            logz = estimators.exact_log_z(model)
+        elif method == Method.bridge:
+            logz = estimators.bridge(
+                model, num_chains=chains, betas=_schedule(betas), base=base_dist, generator=gen
+            )
+        else:
+            logz = estimators.ais(
+                model,
+                num_chains=chains,
+                betas=_schedule(betas),
+                base=base_dist,
+                generator=gen,
+                workers=workers,
+                path=path_obj,
+            )
     console.print(str(logz))
-    console.print(str(estimators.log_likelihood(model, test, logz)))
+    console.print(str(estimators.log_likelihood(model, fitting_data(model, test, data), logz)))
 
 
 def _schedule(num: int) -> torch.Tensor:
@@ -307,18 +377,19 @@ def compare(
         path = Path(model_path)
         if not path.is_file():
             raise typer.BadParameter(f"no model file {path} (or use 'bimodal')")
-        model = ebm.load(path)
+        model = load_model(path)
     names = list(dict.fromkeys(sampler))
-    result = samplers.compare(
-        model,
-        [_compare_sampler(name, temperatures) for name in names],
-        num_chains=chains,
-        sweeps=sweeps,
-        seconds=seconds,
-        burn_in=burn_in,
-        names=[n.value for n in names],
-        seed=seed,
-    )
+    with user_input("compare on this model"):
+        result = samplers.compare(
+            model,
+            [_compare_sampler(name, temperatures) for name in names],
+            num_chains=chains,
+            sweeps=sweeps,
+            seconds=seconds,
+            burn_in=burn_in,
+            names=[n.value for n in names],
+            seed=seed,
+        )
     result.print(console if console.is_terminal else Console(width=max(console.width, 150)))
     if json_out is not None:
         console.print(f"JSON: {result.to_json(json_out)}")

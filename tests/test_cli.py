@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+
+import pytest
 from typer.testing import CliRunner
 
 import ebm
@@ -83,10 +88,87 @@ def test_train_then_estimate(tmp_path):
     assert refused.exit_code != 0 and "--path mavg is for" in refused.output
 
 
-def test_bad_data_spec_fails_cleanly(tmp_path):
-    result = runner.invoke(app, ["train", "--data", "nonsense", "--out", str(tmp_path / "x")])
-    assert result.exit_code != 0
-    assert "unknown data" in result.output
+def run_cli(*args, code=None, cwd=None):
+    """The CLI in a fresh interpreter (``python -m ebm.cli``, or ``code`` run before it)."""
+    prelude = code or ""
+    script = f"{prelude}\nimport ebm.cli\nebm.cli.main()"
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A 4x3 RBM file (bars and stripes 2x2 has 4 visible units)."""
+    path = tmp_path_factory.mktemp("cli") / "small.safetensors"
+    ebm.models.rbm(4, 3).save(path)
+    return path
+
+
+USER_MISTAKES = {
+    "not a model file": (
+        ["estimate", "/etc/hostname", "--data", "digits", "--method", "exact"],
+        "not a safetensors file",
+    ),
+    "a pickle": (["estimate", "{pickle}", "--method", "exact"], "refusing to load a pickle"),
+    "data size 0": (
+        ["train", "--data", "bars-and-stripes:0", "--out", "{tmp}/m.safetensors"],
+        "n must be an int >= 1",
+    ),
+    "data size not a number": (["train", "--data", "bars-and-stripes:x"], "whole number"),
+    "unknown data": (["train", "--data", "nonsense"], "unknown data"),
+    "missing MNIST folder": (["train", "--data", "mnist:{tmp}/nowhere"], "not found"),
+    "model that does not fit the data": (
+        ["estimate", "{model}", "--data", "digits", "--method", "exact"],
+        "expected data of shape (batch, 4)",
+    ),
+    "output folder missing": (
+        ["train", "--data", "bars-and-stripes:2", "--out", "{tmp}/no/such/m.safetensors"],
+        "no such file or directory",
+    ),
+    "negative learning rate": (
+        ["train", "--data", "bars-and-stripes:2", "--lr", "-1"],
+        "--lr -1.0 is out of range",
+    ),
+    "compare a file that is no model": (["compare", "/etc/hostname"], "not a safetensors file"),
+}
+
+
+@pytest.mark.parametrize("case", list(USER_MISTAKES))
+def test_user_mistakes_print_one_line_and_exit_2(case, tmp_path, small_model):
+    """Each mistake in the user's input: exit status 2, one line on stderr naming the problem,
+    no traceback, nothing on stdout but what ran before it."""
+    args, message = USER_MISTAKES[case]
+    pickle = tmp_path / "model.pt"
+    pickle.write_bytes(b"\x80\x04K\x01.")
+    args = [a.format(tmp=tmp_path, model=small_model, pickle=pickle) for a in args]
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+def test_a_real_crash_keeps_its_traceback(small_model):
+    """An error that is not the user's (here a bug planted in the estimator) still shows its
+    traceback and exits 1."""
+    code = (
+        "import estimators\n"
+        "def broken(*a, **k):\n"
+        "    raise RuntimeError('planted bug')\n"
+        "estimators.exact_log_z = broken"
+    )
+    result = run_cli(
+        "estimate", str(small_model), "--data", "bars-and-stripes:2", "--method", "exact", code=code
+    )
+    assert result.returncode == 1
+    assert "planted bug" in result.stderr + result.stdout
+    assert "Traceback" in result.stderr + result.stdout
 
 
 def test_demo_quick(tmp_path):
