@@ -101,6 +101,8 @@ def base_rate(
     for b, x in state.items():
         units = model.units[b]
         n_data = x.shape[0]
+        if n_data == 0:
+            raise ValueError(f"base_rate needs data: block {b!r} has no examples")
         a = smoothing * math.ceil(n_data / batch_size)
         kind = type(units).__name__
         x = x.double().cpu()

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
@@ -38,8 +38,14 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], meta: dict) ->
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     """The tensors and metadata of a checkpoint written by ``save_checkpoint`` (no pickle)."""
-    with safe_open(str(path), framework="pt", device="cpu") as fh:
-        meta = fh.metadata() or {}
-        if "boltzkit.checkpoint" not in meta:
-            raise ValueError(f"{path} is not a boltzkit checkpoint")
-        return {k: fh.get_tensor(k) for k in fh.keys()}, json.loads(meta["boltzkit.checkpoint"])
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            if "boltzkit.checkpoint" not in meta:
+                raise ValueError(f"{path} is not a boltzkit checkpoint")
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except SafetensorError as err:
+        raise ValueError(
+            f"{path}: a damaged checkpoint ({err}); delete it or pass another file"
+        ) from err
+    return tensors, json.loads(meta["boltzkit.checkpoint"])

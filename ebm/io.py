@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ebm.factors import FACTOR_TYPES
@@ -18,6 +19,7 @@ from ebm.units import UNIT_TYPES
 __all__ = ["save", "load"]
 
 _SPEC_KEY = "boltzkit.graph"
+_DIGEST_KEY = "boltzkit.sha256"
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -29,8 +31,20 @@ def save(model: EnergyModel, path: str | Path) -> Path:
     """
     path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={_SPEC_KEY: json.dumps(model.spec())})
+    metadata = {_SPEC_KEY: json.dumps(model.spec()), _DIGEST_KEY: tensor_digest(tensors)}
+    save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, dtypes, shapes and bytes, in name order: saved with a model
+    so that a file whose tensors were altered or damaged is refused on load."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _check_safetensors(path: Path) -> None:
@@ -67,14 +81,33 @@ def load(path: str | Path, device=None) -> EnergyModel:
     if not path.exists():
         raise FileNotFoundError(path)
     _check_safetensors(path)
-    with safe_open(str(path), framework="pt", device="cpu") as fh:
-        spec = json.loads(fh.metadata()[_SPEC_KEY])
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    model = from_spec(spec)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{path}: a damaged safetensors file ({err})") from err
+    digest = metadata.get(_DIGEST_KEY)
+    if digest is not None and digest != tensor_digest(tensors):
+        raise ValueError(
+            f"{path}: the tensors do not match the digest saved with them: the file was "
+            f"altered or damaged after it was written"
+        )
+    try:
+        spec = json.loads(metadata[_SPEC_KEY])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the graph spec is not valid JSON ({err})") from err
+    try:
+        model = from_spec(spec)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: a malformed graph spec ({type(err).__name__}: {err})") from err
     dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtype=dtypes.pop())
-    model.load_state_dict(tensors, strict=True)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the tensors do not fit the graph spec ({err})") from err
     return model.to(device) if device is not None else model
 
 

@@ -305,6 +305,11 @@ class EnergyModel(nn.Module):
     def summable(self, blocks) -> None:
         """Raise ValueError unless ``blocks`` can be summed out analytically together: no factor
         may touch two of them, and every factor must be linear in the one it touches."""
+        if isinstance(blocks, str):
+            blocks = [blocks]
+        unknown = [b for b in blocks if b not in self.units]
+        if unknown:
+            raise ValueError(f"unknown block(s) {unknown} to sum out; model blocks: {self.blocks}")
         blocks = set(blocks)
         for name, f in self.factors.items():
             inside = [b for b in dict.fromkeys(f.blocks) if b in blocks]

@@ -19,6 +19,7 @@ summed out, ``positive(model, data_state, generator) -> state``.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 import time
@@ -87,6 +88,49 @@ def decay_groups(model: EnergyModel) -> tuple[list[nn.Parameter], list[nn.Parame
     return decayed, [p for p in trainable if p.dim() < 2 or id(p) in exempt]
 
 
+def _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum, weight_decay):
+    """ValueError or TypeError naming the first argument of ``fit`` that cannot be right."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {value!r}")
+    if epochs < 0 or batch_size < 1:
+        raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
+    for name, value, ok in (
+        ("lr", lr, lambda x: x > 0),
+        ("momentum", momentum, lambda x: 0 <= x < 1),
+        ("weight_decay", weight_decay, lambda x: x >= 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and ok(value)):
+            raise ValueError(
+                f"{name} = {value} is out of range (lr > 0, 0 <= momentum < 1, weight_decay >= 0)"
+            )
+    if isinstance(sampler, type):
+        raise TypeError(
+            f"sampler must be an instance, got the class {sampler.__name__}: "
+            f"pass {sampler.__name__}(...), e.g. samplers.PCD(num_chains=100)"
+        )
+    if not callable(getattr(sampler, "negative", None)):
+        raise TypeError(
+            f"sampler must provide negative(model, data, generator) (e.g. samplers.PCD(...), "
+            f"samplers.CD(k)), got {type(sampler).__name__}"
+        )
+    if isinstance(data, dict):
+        unknown = [b for b in data if b not in model.units]
+        if unknown:
+            raise ValueError(f"data has unknown block(s) {unknown}; model blocks: {model.blocks}")
+        hidden = [b for b in data if b in model.units and b not in model.visible]
+        if hidden:
+            raise ValueError(
+                f"data given for hidden block(s) {hidden}: fit trains on the visible blocks "
+                f"{model.visible} (mark a block visible=True in the Graph to train on it)"
+            )
+        missing = [b for b in model.visible if b not in data]
+        if missing:
+            raise ValueError(f"data lacks visible block(s) {missing}; give every visible block")
+
+
 def fit(
     model: EnergyModel,
     data,
@@ -118,8 +162,7 @@ def fit(
     ``lr_schedule(epoch)``: a factor on ``lr`` for each epoch (1-based), e.g.
     ``ebm.linear_decay(epochs)``; it depends on the epoch alone, so a resumed run follows it too.
     """
-    if epochs < 0 or batch_size < 1 or lr <= 0:
-        raise ValueError("need epochs >= 0, batch_size >= 1 and lr > 0")
+    _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum, weight_decay)
     data = model.validate_data(data)
     n_data = next(iter(data.values())).shape[0]
     if n_data == 0:

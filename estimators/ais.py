@@ -65,6 +65,10 @@ def ais(
     ``work=``): nothing of a block's size is allocated after the first betas, and the weights
     are those of the plain loop, bit for bit.
 
+    ``betas``: the schedule, a 1-D sequence from 0 to 1, non-decreasing; or an int n, the default
+    Salakhutdinov-Murray shape with n betas in all; default the published 14,500
+    (``schedules.resolve``).
+
     ``checkpoint``: a file that the run saves to every ``checkpoint_every`` seconds and when
     interrupted (Ctrl-C); calling ``ais`` again with the same file resumes where it stopped, with
     the generator's state, so the result is the one an uninterrupted run gives.
@@ -82,7 +86,7 @@ def ais(
         raise ValueError(
             f"num_chains must be an int >= 2 (a standard error needs two), got {num_chains!r}"
         )
-    betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
+    betas = schedules.resolve(betas)
     path = GeometricPath(model, base, sum_out) if path is None else path
     if workers > 1:
         if not isinstance(path, GeometricPath):

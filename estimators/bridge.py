@@ -85,7 +85,7 @@ def bridge(
     when the samples are exact.
     """
     start = time.perf_counter()
-    betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
+    betas = schedules.resolve(betas)
     reverse_chains = num_chains if reverse_chains is None else reverse_chains
     fwd = ais(
         model, num_chains=num_chains, betas=betas, base=base, generator=generator, progress=progress

@@ -53,7 +53,7 @@ def ais_log_likelihood(
     lz, lz_se, lz_source = log_z_parts(log_z)
     if isinstance(chains_per_example, bool) or chains_per_example < 2:
         raise ValueError(f"chains_per_example must be an int >= 2, got {chains_per_example!r}")
-    betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
+    betas = schedules.resolve(betas)
     state = model.validate_data(data)
     n = next(iter(state.values())).shape[0]
     if n == 0:

@@ -75,7 +75,7 @@ def reverse_ais(
     start = time.perf_counter()
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
         raise ValueError(f"num_chains must be an int >= 2 per example, got {num_chains!r}")
-    betas = schedules.check(schedules.salakhutdinov_murray() if betas is None else betas)
+    betas = schedules.resolve(betas)
     if path is not None and workers > 1:
         raise ValueError("workers > 1 shards the geometric path only")
     if path is None:

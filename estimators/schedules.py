@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "resolve",
     "linear",
     "sigmoid",
     "salakhutdinov_murray",
@@ -119,6 +120,25 @@ def adaptive(
     out = grid[idx - 1] + frac * (grid[idx] - grid[idx - 1])
     out[0], out[-1] = 0.0, 1.0
     return out
+
+
+def resolve(betas) -> Tensor:
+    """The schedule an estimator's ``betas=`` argument names: None is the default
+    (``salakhutdinov_murray()``, 14,500 betas), an int n >= 3 is the default's shape with n betas
+    in all (``salakhutdinov_murray_scaled(n)``), anything else is taken as the betas themselves and
+    validated (``check``)."""
+    if betas is None:
+        return check(salakhutdinov_murray())
+    if isinstance(betas, bool):
+        raise ValueError(f"betas must be a number of betas or a schedule, got {betas!r}")
+    if isinstance(betas, int):
+        if betas < 3:
+            raise ValueError(
+                f"betas={betas}: an int is the number of betas of the default schedule's shape "
+                f"and must be >= 3; pass a sequence such as [0.0, 1.0] for fewer"
+            )
+        return check(salakhutdinov_murray_scaled(betas))
+    return check(betas)
 
 
 def check(betas) -> Tensor:

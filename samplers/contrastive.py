@@ -78,6 +78,19 @@ class PCD:
         """Restore chains saved by ``state_dict`` for ``model``."""
         chains = {k[7:]: v for k, v in tensors.items() if k.startswith("chains.")}
         if chains:
+            if sorted(chains) != sorted(model.blocks):
+                raise ValueError(
+                    f"the checkpoint's persistent chains cover blocks {sorted(chains)}, the model "
+                    f"has {model.blocks}"
+                )
+            model.check_state(chains)
+            held = next(iter(chains.values())).shape[0]
+            if held != self.num_chains:
+                raise ValueError(
+                    f"the checkpoint holds {held} persistent chains, this PCD has "
+                    f"num_chains={self.num_chains}; resume with PCD(num_chains={held}) or start "
+                    f"afresh with another checkpoint file"
+                )
             self.state = {
                 b: x.to(device=model.device, dtype=model.dtype) for b, x in chains.items()
             }

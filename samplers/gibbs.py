@@ -122,9 +122,14 @@ class BlockGibbs:
         written into a buffer the run keeps for it (``EnergyModel.write_natural_``) and the draw
         overwrites them there; the block's previous value becomes the next buffer once it is one
         of the run's own. The input state is never written to. Observers see the live state: a
-        tensor they keep past their call must be copied (``Trace`` copies)."""
+        tensor they keep past their call must be copied (``Trace`` copies). ValueError for a
+        negative ``num_sweeps`` or a state with values its unit types cannot take."""
+        if isinstance(num_sweeps, bool) or not isinstance(num_sweeps, int) or num_sweeps < 0:
+            raise ValueError(f"num_sweeps must be an int >= 0, got {num_sweeps!r}")
         observers = list(observers or [])
         self.model.check_state(state)
+        for b, x in state.items():
+            self.model.units[b].validate(x, b)  # values the unit type can take, finite
         state = dict(state)
         buffers: dict[str, Tensor] = {}  # a free buffer per block, for its next update
         own: dict[str, list[Tensor]] = {b: [] for b in self.model.blocks}  # the buffers we made

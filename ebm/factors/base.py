@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ebm.units import _finite_param
 
-__all__ = ["Factor", "natural_from_energy", "FACTOR_TYPES", "register"]
+__all__ = ["Factor", "natural_from_energy", "FACTOR_TYPES", "register", "check_init_scale"]
 
 #: registry of factor classes by class name, used when loading a saved model
 FACTOR_TYPES: dict[str, type[Factor]] = {}
@@ -26,6 +26,16 @@ def register(cls: type[Factor]) -> type[Factor]:
         raise TypeError(f"register expects a Factor subclass, got {cls!r}")
     FACTOR_TYPES[cls.__name__] = cls
     return cls
+
+
+def check_init_scale(value) -> float:
+    """``init_scale`` as a float, or ValueError unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"init_scale must be a number >= 0, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"init_scale must be a finite number >= 0, got {value!r}")
+    return value
 
 
 def _snake(name: str) -> str:

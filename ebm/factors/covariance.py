@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, flat_size, register
+from ebm.factors.base import Factor, check_init_scale, flat_size, register
 
 
 @register
@@ -49,7 +49,7 @@ class CovariancePooling(Factor):
         if isinstance(n_factors, bool) or not isinstance(n_factors, int) or n_factors < 1:
             raise ValueError(f"n_factors must be an int >= 1, got {n_factors!r}")
         self.n_factors = n_factors
-        self.init_scale = float(init_scale)
+        self.init_scale = check_init_scale(init_scale)
         self._initial_filters = self.initial(filters, "filters")
         initial_pooling = self.initial(pooling, "pooling")
         if initial_pooling is not None and not bool((initial_pooling < 0).all()):

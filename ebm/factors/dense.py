@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, flat_size, register
+from ebm.factors.base import Factor, check_init_scale, flat_size, register
 from ebm.products import matmul_add
 
 
@@ -26,7 +26,7 @@ class Dense(Factor):
     ):
         super().__init__(a, b, name=name)
         self._initial = self.initial(weight, "weight")
-        self.init_scale = float(init_scale)
+        self.init_scale = check_init_scale(init_scale)
         self.weight: nn.Parameter | None = None
         self._shapes: dict[str, tuple[int, ...]] = {}
 

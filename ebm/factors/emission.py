@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, register
+from ebm.factors.base import Factor, check_init_scale, register
 
 
 class _Emission(Factor):
@@ -25,7 +25,7 @@ class _Emission(Factor):
         if path == x:
             raise ValueError(f"{type(self).__name__} couples a path block to another block")
         self._initial = self.initial(params, "emission parameters")
-        self.init_scale = float(init_scale)
+        self.init_scale = check_init_scale(init_scale)
         self.params: nn.Parameter | None = None
         self.length = self.states = self.dims = 0
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, flat_size, register
+from ebm.factors.base import Factor, check_init_scale, flat_size, register
 
 
 @register
@@ -34,7 +34,7 @@ class StudentT(Factor):
         if x == u:
             raise ValueError("StudentT couples a Gaussian block to a distinct Gamma block")
         self._initial = self.initial(weight, "weight")
-        self.init_scale = float(init_scale)
+        self.init_scale = check_init_scale(init_scale)
         self.weight: nn.Parameter | None = None
         self._shapes: dict[str, tuple[int, ...]] = {}
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, flat_size, kept_buffer, register
+from ebm.factors.base import Factor, check_init_scale, flat_size, kept_buffer, register
 from ebm.products import fused_cpu_product, matmul_add
 
 
@@ -23,7 +23,7 @@ class _ThreeBlocks(Factor):
             raise ValueError(
                 f"{type(self).__name__} couples three distinct blocks, got {a!r}, {b!r}, {c!r}"
             )
-        self.init_scale = float(init_scale)
+        self.init_scale = check_init_scale(init_scale)
         self._shapes: dict[str, tuple[int, ...]] = {}
 
     def _flat(self, stats: dict[str, Tensor]) -> list[Tensor]:
