@@ -89,52 +89,7 @@ def _openmp_runtime() -> tuple[ctypes.CDLL, str] | None:
 def _build() -> dict:
     import llvmlite.binding
     import numba
-    import numpy as np
     from numba import types
-    from numba.extending import intrinsic
-
-    gamma = np.uint64(0x9E3779B97F4A7C15)
-    m1 = np.uint64(0xBF58476D1CE4E5B9)
-    m2 = np.uint64(0x94D049BB133111EB)
-    s30, s27, s31 = np.uint64(30), np.uint64(27), np.uint64(31)
-    s40, s8, mask = np.uint64(40), np.uint64(8), np.uint64(0xFFFFFF)
-
-    @numba.njit(inline="always", fastmath=True)
-    def splitmix(seed, k):
-        """Output k of the generator seeded with ``seed``."""
-        z = seed + np.uint64(k + 1) * gamma
-        z = (z ^ (z >> s30)) * m1
-        z = (z ^ (z >> s27)) * m2
-        return z ^ (z >> s31)
-
-    @numba.njit(fastmath=True, nogil=True, cache=True)
-    def kernel(lower, upper, seed, k0, low, high):
-        """lower[j] and upper[j] (same length) from output k0 + j. A loop from 0 over two
-        slices vectorises; one from k0 over offsets into the whole array did not (2.5x slower)."""
-        scale = lower.dtype.type(1.0 / 16777216.0)
-        for j in range(lower.size):
-            z = splitmix(seed, k0 + j)
-            u0 = lower.dtype.type(np.int32(z >> s40)) * scale
-            u1 = lower.dtype.type(np.int32((z >> s8) & mask)) * scale
-            lower[j] = high if u0 < lower[j] else low
-            upper[j] = high if u1 < upper[j] else low
-
-    @numba.njit(fastmath=True, nogil=True, cache=True)
-    def last(flat, seed, m, low, high):
-        """The last element of an odd-sized tensor, from bits 40..63 of output m."""
-        z = splitmix(seed, m)
-        u = flat.dtype.type(np.int32(z >> s40)) * flat.dtype.type(1.0 / 16777216.0)
-        flat[-1] = high if u < flat[-1] else low
-
-    @intrinsic
-    def pointer(typingctx, address, like):
-        """An int64 address as a pointer to ``like``'s type (a float32 or float64 scalar)."""
-        sig = types.CPointer(like)(types.int64, like)
-
-        def codegen(context, builder, signature, args):
-            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-        return sig, codegen
 
     # the team member's number and the team's size, as external symbols (so that the callbacks
     # can be cached on disk): from the OpenMP runtime torch loaded, else a team of one
@@ -152,45 +107,12 @@ def _build() -> dict:
         addresses = [f.address for f in keep]
     for name, address in zip(_OMP_QUERIES, addresses, strict=True):
         llvmlite.binding.add_symbol(_SYMBOL_PREFIX + name, address)
-    thread_num, num_threads = (
-        types.ExternalFunction(_SYMBOL_PREFIX + name, types.int32()) for name in _OMP_QUERIES
-    )
+    from ebm import _draw_kernels  # compiled, or loaded from numba's cache, now
 
-    def member(dtype):
-        """The C callback each team member runs: its contiguous run of whole blocks of the call
-        described by params = (address, n, seed, low, high) (int64s and float64s in one buffer),
-        and for the last member the rest after the last whole block."""
-        zero = dtype(0)
-
-        @numba.cfunc(types.void(types.voidptr), nogil=True, cache=True)
-        def run(params):
-            ints = numba.carray(params, (_PARAMS,), np.int64)
-            floats = numba.carray(params, (_PARAMS,), np.float64)
-            n, seed = ints[1], np.uint64(ints[2])
-            low, high = dtype(floats[3]), dtype(floats[4])
-            flat = numba.carray(pointer(ints[0], zero), (n,))
-            blocks = n // (2 * _PAIRS)
-            t, team = thread_num(), num_threads()
-            for q in range(blocks * t // team, blocks * (t + 1) // team):
-                o = 2 * _PAIRS * q
-                kernel(
-                    flat[o : o + _PAIRS],
-                    flat[o + _PAIRS : o + 2 * _PAIRS],
-                    seed,
-                    _PAIRS * q,
-                    low,
-                    high,
-                )
-            if t == team - 1:  # the rest: pairs (j, h + j) within it, an odd last element alone
-                rest = flat[2 * _PAIRS * blocks :]
-                h = rest.size // 2
-                kernel(rest[:h], rest[h : 2 * h], seed, _PAIRS * blocks, low, high)
-                if rest.size % 2:
-                    last(rest, seed, _PAIRS * blocks + h, low, high)
-
-        return run
-
-    members = {torch.float32: member(np.float32), torch.float64: member(np.float64)}
+    members = {
+        torch.float32: _draw_kernels.member_float32,
+        torch.float64: _draw_kernels.member_float64,
+    }
     return {
         "members": {dt: (run, run.address) for dt, run in members.items()},
         "parallel": parallel,

@@ -12,8 +12,15 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 
-import arviz as az
 import numpy as np
+
+
+def _arviz():
+    """arviz, imported on first use (it takes seconds to import and most runs never need it)."""
+    import arviz
+
+    return arviz
+
 
 __all__ = [
     "ChainSummary",
@@ -52,25 +59,25 @@ def _quiet(fn, *args, **kwargs) -> float:
 def ess_bulk(x) -> float:
     """Bulk effective sample size (arviz: rank-normalised, split chains; Vehtari et al. 2021): the
     number of independent draws that would estimate the centre of the distribution as well."""
-    return _quiet(az.ess, _array(x), method="bulk")
+    return _quiet(_arviz().ess, _array(x), method="bulk")
 
 
 def ess_tail(x, prob: tuple[float, float] = TAIL) -> float:
     """Tail effective sample size (arviz): the smaller of the ESS of the indicators of the
     ``prob`` quantiles (the 5% and 95% ones by default)."""
-    return _quiet(az.ess, _array(x), method="tail", prob=prob)
+    return _quiet(_arviz().ess, _array(x), method="tail", prob=prob)
 
 
 def split_rhat(x) -> float:
     """Rank-normalised split R-hat (arviz): near 1 when the chains agree with each other and with
     their own halves; above about 1.01 means they have not converged to one distribution. NaN when
     no chain varies."""
-    return _quiet(az.rhat, _array(x))
+    return _quiet(_arviz().rhat, _array(x))
 
 
 def mcse(x) -> float:
     """Monte Carlo standard error of the mean of the draws (arviz): sd / sqrt(ESS_mean)."""
-    return _quiet(az.mcse, _array(x))
+    return _quiet(_arviz().mcse, _array(x))
 
 
 def autocorrelation(x, max_lag: int | None = None) -> np.ndarray:
@@ -82,7 +89,7 @@ def autocorrelation(x, max_lag: int | None = None) -> np.ndarray:
     if not varying.any():
         return np.full(max_lag + 1, np.nan)
     with np.errstate(all="ignore"):
-        rho = np.stack([az.autocorr(row) for row in a[varying]])
+        rho = np.stack([_arviz().autocorr(row) for row in a[varying]])
     return rho.mean(0)[: max_lag + 1]
 
 
@@ -96,7 +103,7 @@ def integrated_autocorrelation_time(x) -> float:
     a = _array(x)
     if not (a.std(1) > 0).any():
         return math.inf
-    ess = _quiet(az.ess, a, method="mean")
+    ess = _quiet(_arviz().ess, a, method="mean")
     return a.size / ess if ess > 0 else math.inf
 
 

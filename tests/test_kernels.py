@@ -128,3 +128,23 @@ def test_without_an_openmp_runtime_the_draws_are_the_same_on_the_calling_thread(
         "".join(str(int(v)) for v in x[:64].tolist()),
         str(int(x.sum())),
     ]
+
+
+def test_a_new_process_loads_the_compiled_callbacks_from_the_cache():
+    """The callbacks are module-level functions (no closures), so numba's on-disk cache hits in
+    a second interpreter instead of compiling again."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ebm.kernels as k\n"
+        "assert k.available()\n"
+        "from ebm import _draw_kernels as d\n"
+        "print(d.member_float32.cache_hits, d.member_float64.cache_hits)\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    assert runs[1].stdout.split() == ["1", "1"], runs[1].stdout
