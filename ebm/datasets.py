@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 BINARIZE_MODES = (None, "threshold", "stochastic")
+BARS_AND_STRIPES_MAX = 16  # 2^17 - 2 images of 256 pixels
 
 _DIGITS_SPLIT_SEED = 0  # the train/test split never depends on the user's seed
 _CHUNK = 1 << 20  # bytes per read when hashing
@@ -210,10 +211,17 @@ def bars_and_stripes(n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor
     dtype ``dtype`` with values in {0.0, 1.0}, rows sorted lexicographically (no binarisation is
     involved: the images are binary by construction). ``n=1`` gives [[0.], [1.]].
 
-    Raises ValueError unless ``n`` is an int >= 1 and ``dtype`` a floating-point torch.dtype.
+    Raises ValueError unless ``n`` is an int from 1 to ``BARS_AND_STRIPES_MAX`` (16: 131,070
+    images of 256 pixels; the count doubles with each step) and ``dtype`` a floating-point
+    torch.dtype.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be an int >= 1; got {n!r}")
+    if n > BARS_AND_STRIPES_MAX:
+        raise ValueError(
+            f"bars_and_stripes({n}) would hold 2^{n + 1} - 2 images of {n * n} pixels; "
+            f"n is at most {BARS_AND_STRIPES_MAX}"
+        )
     _check_dtype(dtype)
     n = int(n)
     codes = np.arange(2**n, dtype=np.int64)

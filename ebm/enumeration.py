@@ -55,7 +55,7 @@ def choose_sum_out(model: EnergyModel, among=None) -> list[str]:
         ) from err
 
     def log_size(s):
-        return sum(math.log(model.units[b].num_states) for b in discrete if b not in s)
+        return sum(model.units[b].log2_num_states for b in discrete if b not in s)
 
     if len(discrete) <= 16:
         best = None
@@ -66,10 +66,33 @@ def choose_sum_out(model: EnergyModel, among=None) -> list[str]:
                     best = s
         return best
     chosen = list(continuous)
-    for b in sorted(discrete, key=lambda b: -model.units[b].num_states):
+    for b in sorted(discrete, key=lambda b: -model.units[b].log2_num_states):
         if _valid(model, chosen + [b]):
             chosen.append(b)
     return chosen
+
+
+def describe_count(log2_count: float) -> str:
+    """A number of states given by its log2: exact with thousands separators up to 2^50, else as
+    a power of two (never formatting a huge integer)."""
+    if log2_count < 50:
+        return f"{round(2.0**log2_count):,} states (2^{log2_count:.1f})"
+    return f"2^{log2_count:.1f} states"
+
+
+def joint_size(model: EnergyModel, blocks, max_states: int, what: str) -> int:
+    """The number of joint configurations of the discrete ``blocks``, an exact int, or ValueError
+    naming ``what`` would be enumerated when it exceeds ``max_states``. Decided on log2 counts, so
+    blocks of any size are refused without computing their count."""
+    if isinstance(max_states, bool) or not isinstance(max_states, int) or max_states < 1:
+        raise ValueError(f"max_states must be an int >= 1, got {max_states!r}")
+    log2_size = sum(model.units[b].log2_num_states for b in blocks)
+    if log2_size > math.log2(max_states) + 1e-9:
+        raise ValueError(
+            f"{what} would enumerate {describe_count(log2_size)}: the joint states of blocks "
+            f"{list(blocks)}; the limit is max_states={max_states:,}"
+        )
+    return math.prod(int(model.units[b].num_states) for b in blocks)
 
 
 def enumerate_states(model: EnergyModel, blocks: list[str], start: int, stop: int, dtype=None):
@@ -96,12 +119,9 @@ def free_energy_plan(
     others = [b for b in model.blocks if b not in set(kept)]
     sum_out = choose_sum_out(model, among=others)
     rest = [b for b in others if b not in sum_out]
-    size = math.prod(int(model.units[b].num_states) for b in rest)
-    if size > max_states:
-        raise ValueError(
-            f"the free energy would enumerate {size:,} joint states of blocks {rest} per example "
-            f"after summing out {sum_out}; the limit is max_states={max_states:,}"
-        )
+    size = joint_size(
+        model, rest, max_states, f"the free energy, per example, after summing out {sum_out},"
+    )
     return sum_out, rest, size
 
 
@@ -161,12 +181,7 @@ def exact_log_marginal(
     for b in blocks:
         if not model.units[b].discrete:
             raise ValueError(f"block {b!r} is continuous: its distribution cannot be enumerated")
-    size = math.prod(int(model.units[b].num_states) for b in blocks)
-    if size > max_states:
-        raise ValueError(
-            f"blocks {blocks} have {size:,} joint configurations; the limit is "
-            f"max_states={max_states:,}"
-        )
+    size = joint_size(model, blocks, max_states, "the marginal")
     configs = enumerate_states(model, blocks, 0, size, torch.float64)
     neg_f = -exact_free_energy(model, configs, chunk_size=chunk_size)
     return neg_f - torch.logsumexp(neg_f, 0)

@@ -8,6 +8,7 @@ given the others and are updated together by block Gibbs.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -17,6 +18,17 @@ from ebm.factors.base import Factor
 from ebm.units import Units
 
 __all__ = ["Graph"]
+
+
+def common_dtype(*modules: torch.nn.Module, always: bool = False) -> torch.dtype | None:
+    """The promotion (torch.promote_types) of the floating dtypes of the modules' parameters and
+    buffers, with torch's default dtype; None when they already agree, unless ``always``."""
+    dtypes = {
+        t.dtype for m in modules for t in [*m.parameters(), *m.buffers()] if t.is_floating_point()
+    }
+    if not always and len(dtypes) <= 1:
+        return None
+    return functools.reduce(torch.promote_types, dtypes, torch.get_default_dtype())
 
 
 class Graph:
@@ -95,6 +107,9 @@ class Graph:
             )
         shapes = {b: self.units[b].shape for b in factor.blocks}
         factor.bind(shapes)
+        # one floating dtype for the factor and its blocks' units (a given float64 weight beside
+        # initialised ones, float64 units): the promotion of theirs; the model promotes the rest
+        factor.to(self._probe_dtype(factor))
         self._probe(factor)
         factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor)
         self.factors[name] = factor
@@ -102,9 +117,15 @@ class Graph:
         for b in factor.blocks:
             self._nx.add_edge(name, b)
 
+    def _probe_dtype(self, factor: Factor) -> torch.dtype:
+        """The dtype to probe ``factor`` in: the promotion of its tensors' and its blocks' units'."""
+        modules = [factor, *(self.units[b] for b in factor.blocks)]
+        return common_dtype(*modules, always=True)
+
     def _probe(self, factor: Factor) -> None:
         """Evaluate the factor on a batch of two zero states: catches shape mismatches early."""
-        stats = {b: torch.zeros((2, *self.units[b].shape)) for b in factor.blocks}
+        dtype = self._probe_dtype(factor)
+        stats = {b: torch.zeros((2, *self.units[b].shape), dtype=dtype) for b in factor.blocks}
         try:
             with torch.no_grad():
                 e = factor.energy(stats)
@@ -133,7 +154,7 @@ class Graph:
             stats = {}
             for b in dict.fromkeys(factor.blocks):
                 units = self.units[b]
-                stats[b] = units.statistic(units.random(num, gen, dtype=torch.get_default_dtype()))
+                stats[b] = units.statistic(units.random(num, gen, dtype=self._probe_dtype(factor)))
             e = factor.energy(stats)
             nonlinear, quadratic = set(), set()
             for b in stats:

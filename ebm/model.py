@@ -26,7 +26,7 @@ from torch import Tensor, distributions, nn
 
 from ebm import products
 from ebm.factors.base import kept_buffer
-from ebm.graph import Graph
+from ebm.graph import Graph, common_dtype
 
 __all__ = ["EnergyModel"]
 
@@ -40,7 +40,9 @@ class EnergyModel(nn.Module):
     ``free_energy(state)``: F = -log sum over the blocks missing from ``state`` of exp(-E).
     ``conditional(block, state)``: p(x_block | rest) as a ``torch.distributions`` object.
     ``schedule``: colour classes of the block graph (conditionally independent groups).
-    Device and dtype follow the module (``.to(device, dtype)``).
+    Device and dtype follow the module (``.to(device, dtype)``). A model is built in one floating
+    dtype: the promotion of its parameters' dtypes, so parameters given in float64 make a float64
+    model (the others are created in torch's default dtype, then cast).
     """
 
     def __init__(self, graph: Graph):
@@ -57,6 +59,7 @@ class EnergyModel(nn.Module):
         self.schedule: list[list[str]] = graph.schedule()
         # an empty buffer that .to() moves: device and dtype are defined even with no parameters
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
+        self._promote_to_common_dtype()
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
@@ -88,6 +91,13 @@ class EnergyModel(nn.Module):
         }
 
     # --- device and dtype ------------------------------------------------------------------------
+    def _promote_to_common_dtype(self) -> None:
+        """Cast every floating tensor to the promotion of their dtypes (torch.promote_types):
+        a float64 parameter given by the user makes a float64 model, never a rounded one."""
+        common = common_dtype(self)
+        if common is not None:
+            self.to(common)
+
     @property
     def device(self) -> torch.device:
         return self._anchor.device

@@ -24,7 +24,7 @@ from ebm.factors import (
 )
 from ebm.graph import Graph
 from ebm.model import EnergyModel
-from ebm.units import Bernoulli, Categorical, Gamma, Gaussian, _finite_param
+from ebm.units import Bernoulli, Categorical, Gamma, Gaussian, _finite_param, as_float_tensor
 
 __all__ = [
     "rbm",
@@ -381,8 +381,7 @@ def upoe_log_z(model: EnergyModel) -> float:
 def _param_or_none(value, shape, name):
     if value is None:
         return None
-    if not torch.is_tensor(value):
-        value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    value = as_float_tensor(value)
     if value.dim() == 0:
         value = value.expand(shape)
     return _finite_param(value, shape, name)

@@ -63,12 +63,22 @@ class Units(nn.Module):
         return (self.n,)
 
     @property
-    def num_states(self) -> float:
+    def num_states(self) -> int | float:
+        """The number of configurations of the block: an exact Python int for discrete units
+        (2^n, k^n: a very large integer for a large block), ``math.inf`` when continuous. Decide
+        with ``log2_num_states``, which never overflows."""
         raise NotImplementedError
 
     @property
+    def log2_num_states(self) -> float:
+        """log2 of the number of configurations (``math.inf`` when continuous): a float for
+        blocks of any size (n for n binary units, n log2 k for n k-way categoricals)."""
+        count = self.num_states
+        return math.log2(count) if math.isfinite(count) else math.inf
+
+    @property
     def discrete(self) -> bool:
-        return math.isfinite(self.num_states)
+        return math.isfinite(self.log2_num_states)
 
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (parameters are saved separately)."""
@@ -192,8 +202,12 @@ class _Binary(Units):
     high: float = 1.0
 
     @property
-    def num_states(self) -> float:
-        return 2.0**self.n
+    def num_states(self) -> int:
+        return 2**self.n
+
+    @property
+    def log2_num_states(self) -> float:
+        return float(self.n)
 
     def _check_support(self, x: Tensor, name: str) -> None:
         ok = (x == self.low) | (x == self.high)
@@ -334,8 +348,12 @@ class Categorical(Units):
         return (self.n, self.k)
 
     @property
-    def num_states(self) -> float:
-        return float(self.k) ** self.n
+    def num_states(self) -> int:
+        return self.k**self.n
+
+    @property
+    def log2_num_states(self) -> float:
+        return self.n * math.log2(self.k)
 
     def config(self) -> dict[str, Any]:
         return {"n": self.n, "k": self.k}
@@ -430,6 +448,10 @@ class Gaussian(Units):
 
     @property
     def num_states(self) -> float:
+        return math.inf
+
+    @property
+    def log2_num_states(self) -> float:
         return math.inf
 
     @property
@@ -563,6 +585,10 @@ class Gamma(Units):
         return math.inf
 
     @property
+    def log2_num_states(self) -> float:
+        return math.inf
+
+    @property
     def shape_parameter(self) -> Tensor:
         """alpha, shape (n,)."""
         return self.log_shape.exp()
@@ -607,18 +633,28 @@ class Gamma(Units):
             raise ValueError(f"block {name!r}: Gamma data must be positive; found a value at {idx}")
 
 
+def as_float_tensor(value) -> Tensor:
+    """``value`` as a tensor: a floating-point one keeps its dtype, anything else takes torch's
+    default floating dtype."""
+    t = torch.as_tensor(value)
+    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+
+
 def _finite_param(
     value, shape: tuple[int, ...], name: str, default: float | None = None, init=None
 ) -> Tensor:
     """Turn a user-given parameter into a float tensor of ``shape``; refuse non-finite values.
 
-    When ``value`` is None, returns ``init()`` if given, else a tensor filled with ``default``.
+    A floating-point tensor (or numpy array) keeps its dtype, so float64 values stay float64 (the
+    model is then built in float64, see ``EnergyModel``); other values (lists, ints) become
+    torch's default dtype. When ``value`` is None, returns ``init()`` if given, else a tensor
+    filled with ``default``.
     """
     if value is None:
         if init is not None:
             return init()
         return torch.full(shape, float(default))
-    t = torch.as_tensor(value, dtype=torch.get_default_dtype()).clone()
+    t = as_float_tensor(value).clone()
     if tuple(t.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
     if not torch.isfinite(t).all():

@@ -39,6 +39,7 @@ from networkx.algorithms.approximation import treewidth_min_degree, treewidth_mi
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ebm.enumeration import describe_count
 from ebm.model import EnergyModel
 from estimators.estimate import Estimate
 
@@ -86,13 +87,13 @@ def elimination_log_z(
             )
     width, order, cliques = _plan(model, heuristic)
     largest = max(cliques, key=lambda c: c[1])
-    size = largest[1]
-    if size > max_states:
+    if largest[1] > math.log2(max_states) + 1e-9:
         raise ValueError(
-            f"variable elimination needs a table of {size:,} states (2^{math.log2(size):.1f}) at "
+            f"variable elimination needs a table of {describe_count(largest[1])} at "
             f"treewidth {width} (blocks {largest[0]}, {heuristic} order); "
             f"the limit is max_states={max_states:,}"
         )
+    size = math.prod(int(model.units[b].num_states) for b in largest[0])
 
     m = copy.deepcopy(model).to(torch.float64)
     with torch.no_grad():
@@ -118,8 +119,8 @@ def elimination_log_z(
 
 
 def _plan(model: EnergyModel, heuristic: str) -> tuple[int, list[str], list[tuple[list[str], int]]]:
-    """(networkx's treewidth, the elimination order, [(blocks of each intermediate table, its
-    number of entries)] in that order).
+    """(networkx's treewidth, the elimination order, [(blocks of each intermediate table, log2 of
+    its number of entries)] in that order).
 
     The heuristic's tree decomposition is peeled leaf by leaf: a block that lies in a leaf bag and
     not in the bag it hangs from appears in no other remaining bag, so eliminating it creates a
@@ -129,7 +130,7 @@ def _plan(model: EnergyModel, heuristic: str) -> tuple[int, list[str], list[tupl
     """
     blocks = list(model.blocks)
     index = {b: i for i, b in enumerate(blocks)}
-    states = [int(model.units[b].num_states) for b in blocks]
+    log2_states = [model.units[b].log2_num_states for b in blocks]
     g = nx.Graph()
     g.add_nodes_from(range(len(blocks)))
     g.add_edges_from((index[a], index[b]) for a, b in model.graph.block_graph().edges())
@@ -141,7 +142,7 @@ def _plan(model: EnergyModel, heuristic: str) -> tuple[int, list[str], list[tupl
     for v in order:
         neighbours = adjacency.pop(v)
         clique = sorted(neighbours | {v})
-        cliques.append(([blocks[i] for i in clique], math.prod(states[i] for i in clique)))
+        cliques.append(([blocks[i] for i in clique], sum(log2_states[i] for i in clique)))
         for a in neighbours:
             adjacency[a].discard(v)
             adjacency[a].update(neighbours - {a})

@@ -18,6 +18,7 @@ from ebm.enumeration import (
     exact_free_energy,
     exact_log_marginal,
     free_energy_plan,
+    joint_size,
 )
 from ebm.model import EnergyModel
 from estimators.estimate import Estimate
@@ -36,25 +37,15 @@ __all__ = [
 def _plan(model: EnergyModel, max_states: int, sum_out=None) -> tuple[list[str], list[str], int]:
     """(S summed out, the blocks to enumerate, their number of joint states), or ValueError."""
     if isinstance(max_states, bool) or not isinstance(max_states, int) or max_states < 1:
-        raise ValueError(f"max_states must be an int >= 1, got {max_states!r}")
+        raise ValueError(f"max_states must be an int >= 1, got {max_states!r}")  # before planning
     sum_out = choose_sum_out(model) if sum_out is None else list(sum_out)
     model.summable(sum_out)
     rest = [b for b in model.blocks if b not in sum_out]
     for b in rest:
         if not model.units[b].discrete:
             raise ValueError(f"block {b!r} is continuous: it must be summed out, not enumerated")
-    log_size = sum(math.log2(model.units[b].num_states) for b in rest)
-    if log_size > math.log2(max_states) + 1e-9:
-        size = (
-            f"{2.0**log_size:,.0f} states (2^{log_size:.1f})"
-            if log_size < 50
-            else (f"2^{log_size:.1f} states")
-        )
-        raise ValueError(
-            f"exact log Z would enumerate {size} of blocks "
-            f"{rest} after summing out {sum_out}; the limit is max_states={max_states:,}"
-        )
-    return sum_out, rest, math.prod(int(model.units[b].num_states) for b in rest)
+    size = joint_size(model, rest, max_states, f"exact log Z, after summing out {sum_out},")
+    return sum_out, rest, size
 
 
 def exact_samples(

@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ebm.base import FactorizedBase
+from ebm.enumeration import describe_count
 from ebm.factors import Bias, Dense
 from ebm.model import EnergyModel
 from ebm.units import Bernoulli
@@ -88,8 +89,11 @@ def rbm_moments(params: Params, max_hidden_states: int = 2**20) -> Moments:
     (b, c, W), by enumerating the hidden layer (float64)."""
     w, b, c = (p.detach().double().requires_grad_(True) for p in params)
     n_hidden = c.numel()
-    if 2**n_hidden > max_hidden_states:
-        raise ValueError(f"enumerating {2**n_hidden:,} hidden states exceeds {max_hidden_states:,}")
+    if n_hidden > math.log2(max_hidden_states):
+        raise ValueError(
+            f"enumerating {describe_count(n_hidden)} of the hidden layer exceeds "
+            f"max_hidden_states={max_hidden_states:,}"
+        )
     with torch.enable_grad():
         gw, gb, gc = torch.autograd.grad(
             _log_z((w, b, c), _hidden_states(n_hidden, w.device)), (w, b, c)
@@ -213,14 +217,14 @@ class MomentAveragedPath:
             raise ValueError("the base must cover the visible block only")
         if isinstance(num_knots, bool) or not isinstance(num_knots, int) or num_knots < 2:
             raise ValueError(f"num_knots must be an int >= 2 (the two ends), got {num_knots!r}")
-        enumerable = 2 ** c.numel() <= max_hidden_states
+        enumerable = c.numel() <= math.log2(max_hidden_states)
         if fit == "auto":
             fit = "exact" if enumerable else "sampled"
         if fit not in ("exact", "sampled"):
             raise ValueError(f"fit must be 'auto', 'exact' or 'sampled', got {fit!r}")
         if fit == "exact" and not enumerable:
             raise ValueError(
-                f"the exact fit enumerates {2 ** c.numel():,} hidden states; the limit is "
+                f"the exact fit enumerates {describe_count(c.numel())} of the hidden layer; the limit is "
                 f"max_hidden_states={max_hidden_states:,} (use fit='sampled')"
             )
         self.model, self.base, self.fit = model, base, fit

@@ -135,7 +135,9 @@ def test_calibration_and_adaptive_schedule_use_the_given_path():
 
 def test_refusals():
     model = random_rbm(4, 18, scale=1.0, seed=0)
-    with pytest.raises(ValueError, match="262,144 hidden states.*fit='sampled'"):
+    with pytest.raises(
+        ValueError, match=r"262,144 states \(2\^18\.0\) of the hidden layer.*fit='sampled'"
+    ):
         estimators.moment_averaged_path(model, fit="exact", progress=False)
     with pytest.raises(ValueError, match="fit must be"):
         estimators.moment_averaged_path(model, fit="magic", progress=False)

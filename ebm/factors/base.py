@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.units import _finite_param
+from ebm.units import _finite_param, as_float_tensor
 
 __all__ = ["Factor", "natural_from_energy", "FACTOR_TYPES", "register", "check_init_scale"]
 
@@ -146,10 +146,11 @@ class Factor(nn.Module):
         return self.energy(zeroed)
 
     def initial(self, value, what: str) -> Tensor | None:
-        """A user-given initial value for parameter ``what``: a finite float tensor, or None."""
+        """A user-given initial value for parameter ``what``: a finite float tensor (a floating
+        dtype kept as given), or None."""
         if value is None:
             return None
-        t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        t = as_float_tensor(value)
         return _finite_param(t, tuple(t.shape), f"{self.name}.{what}")
 
     def make_parameter(
