@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     print(
         f"{'model':12} {'betas':>6} {'coverage':>9} {'mean err':>9} {'stderr':>8} {'z mean':>7} "
-        f"{'z sd':>5}"
+        f"{'z sd':>5} {'degenerate':>10} {'min ESS/n':>9}"
     )
     for name, (model, data) in trained_models(quick=args.quick).items():
         exact = estimators.exact_log_z(model).value
@@ -61,14 +61,18 @@ def main() -> None:
                     "mean_stderr": c.mean_stderr,
                     "mean_z": c.mean_z,
                     "sd_z": c.sd_z,
+                    "degenerate": c.degenerate,
+                    "min_ess_fraction": c.min_ess_fraction,
                 }
             )
             print(
                 f"{name:12} {n:6d} {c.rate:9.1%} {c.mean_error:+9.4f} {c.mean_stderr:8.4f} "
-                f"{c.mean_z:+7.2f} {c.sd_z:5.2f}"
+                f"{c.mean_z:+7.2f} {c.sd_z:5.2f} {c.degenerate:10d} {c.min_ess_fraction:9.2f}"
             )
     worst = min(r["coverage"] for r in rows)
     print(f"lowest coverage {worst:.1%} (bar: 90%)")
+    flagged = sum(r["degenerate"] for r in rows)
+    print(f"estimates with degenerate weights (marked untrusted): {flagged} (bar: 0)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

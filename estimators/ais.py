@@ -15,7 +15,7 @@ from ebm.model import EnergyModel
 from ebm.precision import full_precision
 from estimators import schedules
 from estimators.distributed import run_shards, shard_seeds, split
-from estimators.estimate import Estimate, log_mean_exp
+from estimators.estimate import Estimate, flag_degenerate, log_mean_exp, log_weight_diagnostics
 from estimators.path import GeometricPath
 
 __all__ = ["ais", "default_sum_out"]
@@ -54,6 +54,14 @@ def ais(
     bound; the bias shrinks with more betas and chains). The standard error is the delta-method
     one, sd(w) / (sqrt(n) mean(w)), and the 95% interval is value +- 1.96 stderr; the ESS of the
     weights is reported next to it: a small ESS means the error bar itself is unreliable.
+
+    Degenerate weights are reported, not hidden: when ESS / chains < 10% or sd(log w) > 1.5 nats
+    (``estimators.estimate.weight_degeneracy``) the call warns (``DegenerateWeightsWarning``),
+    ``Estimate.trusted`` is False, ``Estimate.untrusted`` says why and the printed line says that
+    the interval is not to be trusted. Then the estimate is typically below log Z by more than its
+    error: use more betas (the bias shrinks with the path's length), an adaptive schedule
+    (``schedules.adaptive``), more chains, a base closer to the model (``ebm.base_rate``,
+    ``ebm.mean_field_base``) or another path (``moment_averaged_path``).
 
     Inside ``ebm.reduced_precision()`` the transitions and the intermediate log f_k see weights
     rounded to bf16 / TF32: they define the intermediate distributions, which AIS may choose
@@ -174,7 +182,7 @@ def ais(
 def _estimate(log_w, path: GeometricPath, num_betas: int, start: float, **extras) -> Estimate:
     """The AIS record from float64 log-weights: log Z_0 + log mean w, delta-method error, ESS."""
     lme, stderr, ess = log_mean_exp(log_w)
-    return Estimate(
+    estimate = Estimate(
         value=path.log_z0 + lme,
         kind="point",
         method="AIS",
@@ -191,6 +199,7 @@ def _estimate(log_w, path: GeometricPath, num_betas: int, start: float, **extras
             "note": "E[log Z-hat] <= log Z: a stochastic lower bound",
         },
     )
+    return flag_degenerate(estimate, *log_weight_diagnostics(log_w), stacklevel=4)
 
 
 def _save(checkpoint, key, x, log_w, next_k, rng_state) -> None:

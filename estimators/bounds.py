@@ -52,7 +52,7 @@ def mean_field_bound(
             bound = -model.energy({**chunk, **q.means}) + q.entropy(model)
             values.append(bound.double().cpu())
     per_example = torch.cat(values) - lz
-    return mean_of_examples(
+    estimate = mean_of_examples(
         per_example,
         lz,
         lz_se,
@@ -62,3 +62,6 @@ def mean_field_bound(
         converged=converged,
         sweeps=sweeps,
     )
+    if isinstance(log_z, Estimate) and not log_z.trusted:
+        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
+    return estimate

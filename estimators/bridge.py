@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import torch
 from torch import Tensor
@@ -12,7 +13,13 @@ from ebm.base import FactorizedBase
 from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
-from estimators.estimate import Estimate, log_mean_exp
+from estimators.estimate import (
+    DegenerateWeightsWarning,
+    Estimate,
+    flag_degenerate,
+    log_mean_exp,
+    log_weight_diagnostics,
+)
 from estimators.exact import exact_samples
 from estimators.path import GeometricPath
 from estimators.reverse import reverse_log_weights
@@ -82,14 +89,23 @@ def bridge(
     only as good as the samples) or, by default, exact draws for enumerable models
     (``exact_samples``). Each direction alone is reported in ``extras``: the forward log Z is a
     stochastic lower bound and the reverse one (log Z_0 - log mean w_R) a stochastic upper bound
-    when the samples are exact.
+    when the samples are exact. Each direction is marked untrusted when its weights are
+    degenerate (``Estimate.untrusted``); the combination is marked, with a
+    ``DegenerateWeightsWarning``, when both directions are.
     """
     start = time.perf_counter()
     betas = schedules.resolve(betas)
     reverse_chains = num_chains if reverse_chains is None else reverse_chains
-    fwd = ais(
-        model, num_chains=num_chains, betas=betas, base=base, generator=generator, progress=progress
-    )
+    with warnings.catch_warnings():  # each direction is judged below, the combination last
+        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        fwd = ais(
+            model,
+            num_chains=num_chains,
+            betas=betas,
+            base=base,
+            generator=generator,
+            progress=progress,
+        )
     path = GeometricPath(model, base)
     if samples is None:
         samples = exact_samples(model, reverse_chains, generator)
@@ -112,7 +128,8 @@ def bridge(
         num_chains=rev.numel(),
         num_betas=betas.numel(),
     )
-    return Estimate(
+    flag_degenerate(reverse_estimate, *log_weight_diagnostics(rev), warn=False)
+    estimate = Estimate(
         value=path.log_z0 + d,
         kind="point",
         method="BAR",
@@ -127,3 +144,7 @@ def bridge(
             "log_z_base": path.log_z0,
         },
     )
+    if not (fwd.trusted or reverse_estimate.trusted):  # no direction overlaps the other well
+        worst = min((log_weight_diagnostics(w) for w in (fwd.log_weights, rev)), key=lambda d: d[0])
+        flag_degenerate(estimate, *worst, stacklevel=3)
+    return estimate

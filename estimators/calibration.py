@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +11,12 @@ import torch
 from ebm.base import FactorizedBase
 from ebm.model import EnergyModel
 from estimators.ais import ais
-from estimators.estimate import log_mean_exp
+from estimators.estimate import (
+    DegenerateWeightsWarning,
+    log_mean_exp,
+    log_weight_diagnostics,
+    weight_degeneracy,
+)
 from estimators.exact import exact_log_z
 
 __all__ = ["Coverage", "ais_coverage"]
@@ -20,8 +26,9 @@ __all__ = ["Coverage", "ais_coverage"]
 class Coverage:
     """Results of ``repeats`` independent estimates against the exact value: the fraction whose
     ``confidence`` interval covered it, the mean error, and the mean and spread of the z-scores
-    (estimate - truth) / stderr (0 and 1 for a calibrated error bar), and the root-mean-square
-    error."""
+    (estimate - truth) / stderr (0 and 1 for a calibrated error bar), the root-mean-square
+    error, the number of estimates whose weights were degenerate (``weight_degeneracy``: they
+    would have been marked untrusted) and the smallest ESS fraction among them."""
 
     repeats: int
     covered: int
@@ -31,6 +38,8 @@ class Coverage:
     sd_z: float
     mean_stderr: float
     rmse: float
+    degenerate: int = 0
+    min_ess_fraction: float = 1.0
 
     @property
     def rate(self) -> float:
@@ -61,19 +70,24 @@ def ais_coverage(
     ``repeats`` groups, gives ``repeats`` independent estimates at the cost of one vectorised run.
     ``exact`` defaults to ``exact_log_z(model)``; ``path`` is passed on to ``ais``."""
     truth = exact_log_z(model).value if exact is None else float(exact)
-    run = ais(
-        model,
-        num_chains=repeats * num_chains,
-        betas=betas,
-        base=base,
-        generator=generator,
-        progress=progress,
-        path=path,
-    )
+    with warnings.catch_warnings():  # the pooled run is one of many groups: judged per group
+        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        run = ais(
+            model,
+            num_chains=repeats * num_chains,
+            betas=betas,
+            base=base,
+            generator=generator,
+            progress=progress,
+            path=path,
+        )
     z_crit = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + confidence / 2)))
-    errors, zs, ses = [], [], []
+    errors, zs, ses, fractions, degenerate = [], [], [], [], 0
     for group in run.log_weights.reshape(repeats, num_chains):
         value, se, _ = log_mean_exp(group)
+        fraction, spread = log_weight_diagnostics(group)
+        fractions.append(fraction)
+        degenerate += weight_degeneracy(fraction, spread) is not None
         value += run.extras["log_z_base"]
         errors.append(value - truth)
         zs.append((value - truth) / se if se > 0 else math.inf)
@@ -88,4 +102,6 @@ def ais_coverage(
         sd_z=float(z.std()),
         mean_stderr=sum(ses) / repeats,
         rmse=math.sqrt(sum(e * e for e in errors) / repeats),
+        degenerate=degenerate,
+        min_ess_fraction=min(fractions),
     )

@@ -4,14 +4,22 @@ hidden blocks cannot be summed out given v (deep Boltzmann machines)."""
 from __future__ import annotations
 
 import math
+import statistics
 import time
+import warnings
 
 import torch
 
 from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
-from estimators.estimate import Estimate, log_mean_exp, log_z_parts
+from estimators.estimate import (
+    DegenerateWeightsWarning,
+    Estimate,
+    flag_degenerate,
+    log_mean_exp,
+    log_z_parts,
+)
 from estimators.likelihood import mean_of_examples
 from estimators.path import GeometricPath
 
@@ -59,24 +67,29 @@ def ais_log_likelihood(
     if n == 0:
         raise ValueError("no examples")
     values, errors, min_ess = [], [], math.inf
+    fractions, spreads = [], []
     for lo in range(0, n, examples_per_run):
         rows = {b: x[lo : lo + examples_per_run] for b, x in state.items()}
         m = next(iter(rows.values())).shape[0]
         clamp = {b: x.repeat_interleave(chains_per_example, 0) for b, x in rows.items()}
         path = GeometricPath(model, base, sum_out=sum_out, clamp=clamp)
-        run = ais(
-            model,
-            num_chains=m * chains_per_example,
-            betas=betas,
-            generator=generator,
-            progress=progress,
-            path=path,
-        )
+        with warnings.catch_warnings():  # the pooled weights mix examples: judged per example
+            warnings.simplefilter("ignore", DegenerateWeightsWarning)
+            run = ais(
+                model,
+                num_chains=m * chains_per_example,
+                betas=betas,
+                generator=generator,
+                progress=progress,
+                path=path,
+            )
         for w in run.log_weights.reshape(m, chains_per_example):
             lme, se, ess = log_mean_exp(w)
             values.append(path.log_z0 + lme - lz)
             errors.append(se)
             min_ess = min(min_ess, ess)
+            fractions.append(ess / chains_per_example)
+            spreads.append(float(w.std()))
     estimate = mean_of_examples(
         torch.tensor(values, dtype=torch.float64),
         lz,
@@ -88,4 +101,7 @@ def ais_log_likelihood(
         min_ess=min_ess,
     )
     estimate.num_betas = betas.numel()
-    return estimate
+    if isinstance(log_z, Estimate) and not log_z.trusted:
+        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
+    fraction = sum(fractions) / len(fractions)
+    return flag_degenerate(estimate, fraction, statistics.median(spreads), stacklevel=2)

@@ -8,11 +8,14 @@ travels as its JSON spec and its tensors and is rebuilt on the worker.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ebm.base import FactorizedBase
 from ebm.io import from_spec
 from ebm.model import EnergyModel
+from estimators.estimate import DegenerateWeightsWarning
 
 __all__ = ["split", "shard_seeds", "run_shards"]
 
@@ -42,7 +45,8 @@ def _rebuild(spec, tensors, base_natural, device):
 
 def _shard(kind: str, spec, tensors, base_natural, kwargs: dict, seed: int) -> torch.Tensor:
     """Run one shard where it lands; returns on the CPU its float64 log-weights (AIS) or, for
-    RAISE, the rows (per-example log p-hat, their standard errors, their ESS)."""
+    RAISE, the rows (per-example log p-hat, their standard errors, their ESS, the spread of their
+    log-weights)."""
     from estimators.ais import ais
     from estimators.reverse import reverse_ais
 
@@ -50,13 +54,23 @@ def _shard(kind: str, spec, tensors, base_natural, kwargs: dict, seed: int) -> t
     model, base = _rebuild(spec, tensors, base_natural, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     if kind == "ais":
-        return ais(model, base=base, generator=gen, progress=False, **kwargs).log_weights.cpu()
+        with warnings.catch_warnings():  # judged on all the shards' weights together
+            warnings.simplefilter("ignore", DegenerateWeightsWarning)
+            est = ais(model, base=base, generator=gen, progress=False, **kwargs)
+        return est.log_weights.cpu()
     kwargs = dict(kwargs)
     data = kwargs.pop("data").to(device)
-    est = reverse_ais(model, data, base=base, generator=gen, progress=False, **kwargs)
+    with warnings.catch_warnings():  # the combined estimate is judged where the shards meet
+        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        est = reverse_ais(model, data, base=base, generator=gen, progress=False, **kwargs)
     extras = est.extras
     return torch.stack(
-        [extras["per_example"], extras["per_example_stderr"], extras["per_example_ess"]]
+        [
+            extras["per_example"],
+            extras["per_example_stderr"],
+            extras["per_example_ess"],
+            extras["per_example_log_weight_sd"],
+        ]
     )
 
 

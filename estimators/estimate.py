@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["Estimate", "KINDS", "log_mean_exp", "log_z_parts"]
+__all__ = [
+    "Estimate",
+    "KINDS",
+    "DegenerateWeightsWarning",
+    "MIN_ESS_FRACTION",
+    "MAX_LOG_WEIGHT_SD",
+    "weight_degeneracy",
+    "flag_degenerate",
+    "log_weight_diagnostics",
+    "log_mean_exp",
+    "log_z_parts",
+]
+
+#: below this ESS / chains the importance weights are too concentrated to trust the interval
+MIN_ESS_FRACTION = 0.1
+#: above this standard deviation of the log-weights (nats), likewise: for log-normal weights
+#: ESS / n -> exp(-sd^2), so 1.5 is the same bar as 0.1, and unlike the ESS it does not
+#: saturate at 1 / n when there are few chains
+MAX_LOG_WEIGHT_SD = 1.5
+
+
+class DegenerateWeightsWarning(UserWarning):
+    """The importance weights of an AIS, RAISE or bridge estimate are too concentrated for its
+    delta-method standard error, and so its interval, to mean anything."""
+
 
 #: what an estimate is: an exact value, a point estimate with a standard error, a (stochastic)
 #: bound, or a bracket
@@ -38,6 +63,13 @@ class Estimate:
     seconds: float = 0.0
     confidence: float = 0.95
     extras: dict[str, Any] = field(default_factory=dict)
+    #: why the interval is not to be trusted (degenerate weights), or None
+    untrusted: str | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """False when the estimator found its interval not to be trusted (see ``untrusted``)."""
+        return self.untrusted is None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,7 +107,12 @@ class Estimate:
                 f"{hi.stderr:.4f}] ({', '.join(parts)})"
             )
         error = "" if self.kind == "exact" else f" ± {self.stderr:.4f}"
-        return f"{self.quantity} = {self.value:.4f}{error} ({', '.join(parts)})"
+        line = f"{self.quantity} = {self.value:.4f}{error} ({', '.join(parts)})"
+        return line + self.untrusted_note()
+
+    def untrusted_note(self) -> str:
+        """'' or, when the interval is not to be trusted, a note saying so and why."""
+        return "" if self.trusted else f" [interval NOT to be trusted: {self.untrusted}]"
 
 
 def _normal_quantile(p: float) -> float:
@@ -97,6 +134,57 @@ def log_mean_exp(log_w: Tensor) -> tuple[float, float, float]:
     stderr = float(r.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.inf
     ess = float(n / (r**2).mean())
     return float(lme), stderr, ess
+
+
+def weight_degeneracy(ess_fraction: float, log_weight_sd: float) -> str | None:
+    """Why importance weights are too concentrated to trust a delta-method interval, or None.
+
+    Degenerate when ESS / chains < ``MIN_ESS_FRACTION`` or sd(log w) > ``MAX_LOG_WEIGHT_SD``: the
+    mean of the weights is then carried by a few chains, its sample variance underestimates the
+    true one, and log Z-hat sits below log Z by more than its standard error says (by about
+    sd(log w)^2 / 2 for log-normal weights).
+    """
+    reasons = []
+    if ess_fraction < MIN_ESS_FRACTION:
+        reasons.append(f"ESS is {ess_fraction:.1%} of the chains (below {MIN_ESS_FRACTION:.0%})")
+    if log_weight_sd > MAX_LOG_WEIGHT_SD:
+        reasons.append(
+            f"the log-weights spread over sd {log_weight_sd:.2f} nats (above {MAX_LOG_WEIGHT_SD})"
+        )
+    return "; ".join(reasons) or None
+
+
+def flag_degenerate(
+    estimate: Estimate,
+    ess_fraction: float,
+    log_weight_sd: float,
+    stacklevel: int = 3,
+    warn: bool = True,
+) -> Estimate:
+    """Mark ``estimate`` untrusted and warn (``DegenerateWeightsWarning``, unless ``warn`` is
+    false) when its weights are degenerate (``weight_degeneracy``); returns it."""
+    reason = weight_degeneracy(ess_fraction, log_weight_sd)
+    if reason is not None:
+        estimate.untrusted = (
+            f"{reason}; use more betas, an adaptive schedule (estimators.schedules.adaptive), "
+            f"more chains or a better base"
+        )
+    if reason is not None and warn:
+        warnings.warn(
+            f"{estimate.method}: degenerate importance weights, {reason}: the estimate "
+            f"{estimate.value:.4f} ± {estimate.stderr:.4f} and its interval are not to be trusted",
+            DegenerateWeightsWarning,
+            stacklevel=stacklevel,
+        )
+    return estimate
+
+
+def log_weight_diagnostics(log_w: Tensor) -> tuple[float, float]:
+    """(ESS / n, sd of the log-weights) of float64 log-weights (sd 0 for a single weight)."""
+    _, _, ess = log_mean_exp(log_w)
+    n = log_w.numel()
+    sd = float(log_w.double().std()) if n > 1 else 0.0
+    return ess / n, sd
 
 
 def log_z_parts(log_z: Estimate | float) -> tuple[float, float, str]:

@@ -23,7 +23,9 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     test set as a sample of the data distribution) and the standard error of ``log_z`` (an
     ``Estimate`` or a float taken as exact). When log Z comes from AIS, which underestimates it in
     expectation, the log-likelihood is overestimated in expectation. Data are validated like the
-    units validate them. Per-example values are in ``extras['per_example']`` (float64).
+    units validate them. Per-example values are in ``extras['per_example']`` (float64). When
+    ``log_z`` is an estimate whose interval is not to be trusted (degenerate AIS weights), neither
+    is this one: ``trusted`` is False and the printed line says so.
     """
     start = time.perf_counter()
     lz, lz_se, lz_source = log_z_parts(log_z)
@@ -45,7 +47,10 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
             else:
                 values.append(-exact_free_energy(model, chunk).cpu())
     per_example = torch.cat(values) - lz
-    return mean_of_examples(per_example, lz, lz_se, "point", f"log Z: {lz_source}", start)
+    estimate = mean_of_examples(per_example, lz, lz_se, "point", f"log Z: {lz_source}", start)
+    if isinstance(log_z, Estimate) and not log_z.trusted:
+        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
+    return estimate
 
 
 def mean_of_examples(

@@ -14,7 +14,7 @@ from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
 from estimators.distributed import run_shards, shard_seeds, split
-from estimators.estimate import Estimate, log_mean_exp
+from estimators.estimate import Estimate, flag_degenerate, log_mean_exp
 from estimators.likelihood import log_likelihood
 from estimators.path import GeometricPath
 
@@ -104,13 +104,13 @@ def reverse_ais(
             for a, c in zip(starts, counts, strict=True)
         ]
         parts = run_shards("raise", model, base, shards, shard_seeds(generator, len(counts)))
-        values, ses, ess = torch.cat(parts, 1)
+        values, ses, ess, spread = torch.cat(parts, 1)
         return _raise_estimate(
-            values, ses, ess, num_chains, len(betas), path, start, shards=len(counts)
+            values, ses, ess, spread, num_chains, len(betas), path, start, shards=len(counts)
         )
     beta_list = betas.tolist()
     num = len(beta_list)
-    per_example, per_example_se, ess = [], [], []
+    per_example, per_example_se, ess, spread = [], [], [], []
     bar = tqdm(total=n, desc="RAISE", unit="example", disable=not progress, leave=False)
     with torch.no_grad():
         for lo in range(0, n, batch_size):
@@ -124,6 +124,7 @@ def reverse_ais(
                 per_example.append(value)
                 per_example_se.append(se)
                 ess.append(e)
+                spread.append(float(row.std()))
             bar.update(m)
     bar.close()
     values = torch.tensor(per_example, dtype=torch.float64)
@@ -131,6 +132,7 @@ def reverse_ais(
         values,
         torch.tensor(per_example_se, dtype=torch.float64),
         torch.tensor(ess, dtype=torch.float64),
+        torch.tensor(spread, dtype=torch.float64),
         num_chains,
         num,
         path,
@@ -139,13 +141,16 @@ def reverse_ais(
 
 
 def _raise_estimate(
-    values, ses, ess, num_chains, num_betas, path, start, shards: int = 1
+    values, ses, ess, spread, num_chains, num_betas, path, start, shards: int = 1
 ) -> Estimate:
-    """The RAISE record from per-example log p-hat(v), their standard errors and ESS."""
+    """The RAISE record from per-example log p-hat(v), their standard errors, ESS and spread of
+    the log-weights; marked untrusted (with a warning) when the typical example's weights are
+    degenerate: mean ESS / chains or the median sd(log w) past the bars of
+    ``estimators.estimate.weight_degeneracy``."""
     n = values.numel()
     mc_se = float(ses.pow(2).sum().sqrt()) / n
     se_examples = float(values.std() / math.sqrt(n)) if n > 1 else 0.0
-    return Estimate(
+    estimate = Estimate(
         value=float(values.mean()),
         kind="lower_bound",
         method="RAISE",
@@ -160,12 +165,15 @@ def _raise_estimate(
             "per_example": values,
             "per_example_stderr": ses,
             "per_example_ess": ess,
+            "per_example_log_weight_sd": spread,
             "stderr_examples": se_examples,
             "log_z_base": path.log_z0,
             "shards": shards,
             "note": "E[log p-hat(v)] <= log p_ann(v); ESS is per example (chains per example)",
         },
     )
+    fraction = float(ess.mean()) / num_chains
+    return flag_degenerate(estimate, fraction, float(spread.median()), stacklevel=4)
 
 
 def sandwich(
