@@ -313,15 +313,18 @@ def demo(
     table = Table(title="log Z and test log-likelihood (nats)")
     for col in ("", "exact", "AIS"):
         table.add_column(col)
-    table.add_row("log Z", f"{exact.value:.4f}", f"{approx.value:.4f} ± {approx.stderr:.4f}")
+    flag = "" if approx.trusted else " (untrusted)"
+    table.add_row("log Z", f"{exact.value:.4f}", f"{approx.value:.4f} ± {approx.stderr:.4f}{flag}")
     ll_exact = estimators.log_likelihood(model, test, exact)
     ll_ais = estimators.log_likelihood(model, test, approx)
     table.add_row(
         "test mean log p(v)",
         f"{ll_exact.value:.4f} ± {ll_exact.stderr:.4f}",
-        f"{ll_ais.value:.4f} ± {ll_ais.stderr:.4f}",
+        f"{ll_ais.value:.4f} ± {ll_ais.stderr:.4f}{flag}",
     )
     console.print(table)
+    if not approx.trusted:
+        console.print(f"[bold red]the AIS interval is not to be trusted:[/] {approx.untrusted}")
     console.print(str(exact))
     console.print(str(approx))
     deviation = (approx.value - exact.value) / approx.stderr if approx.stderr > 0 else float("inf")

@@ -24,7 +24,15 @@ from ebm.factors import (
 )
 from ebm.graph import Graph
 from ebm.model import EnergyModel
-from ebm.units import Bernoulli, Categorical, Gamma, Gaussian, _finite_param, as_float_tensor
+from ebm.units import (
+    Bernoulli,
+    Categorical,
+    Gamma,
+    Gaussian,
+    Spin,
+    _finite_param,
+    as_float_tensor,
+)
 
 __all__ = [
     "rbm",
@@ -40,6 +48,7 @@ __all__ = [
     "crbm",
     "fcrbm",
     "higher_order_bm",
+    "checkerboard_ising",
     "unit_blocks",
 ]
 
@@ -545,3 +554,47 @@ def unit_blocks(x: torch.Tensor, prefix: str = "s") -> dict[str, torch.Tensor]:
     if x.dim() != 2:
         raise ValueError(f"expected an (N, n) tensor, got shape {tuple(x.shape)}")
     return {f"{prefix}{i}": x[:, i : i + 1] for i in range(x.shape[1])}
+
+
+def checkerboard_ising(rows: int, cols: int, horizontal, vertical, field=None) -> EnergyModel:
+    """An Ising model on an open ``rows`` x ``cols`` grid of spins s in {-1, +1},
+
+        E(s) = -sum_{r, c} [H_rc s_rc s_r,c+1 + V_rc s_rc s_r+1,c] - sum_rc h_rc s_rc,
+
+    written as an RBM over the grid's checkerboard: block ``black`` (visible: the sites with
+    r + c even) and block ``white`` (the others), both ``Spin`` units in row-major order, one
+    ``Dense`` factor ``couplings`` holding the nearest-neighbour couplings (zero elsewhere) and
+    ``Bias`` factors ``field_black`` / ``field_white`` for h. Neighbours always differ in colour,
+    so each colour is conditionally independent given the other: block Gibbs sweeps the two
+    halves, one half is summed out exactly and AIS anneals the other. ``horizontal`` (rows,
+    cols - 1) and ``vertical`` (rows - 1, cols) give the couplings, ``field`` (rows, cols) h
+    (default 0). For evaluating fixed couplings (a spin glass with random signs is strongly
+    frustrated): training would move the zero weights off the lattice.
+    """
+    _check_sizes(rows=rows, cols=cols)
+    if rows * cols < 2:
+        raise ValueError("a checkerboard needs at least 2 sites")
+    horizontal = _finite_param(as_float_tensor(horizontal), (rows, cols - 1), "horizontal")
+    vertical = _finite_param(as_float_tensor(vertical), (rows - 1, cols), "vertical")
+    dtype = torch.promote_types(horizontal.dtype, vertical.dtype)
+    field = torch.zeros(rows, cols, dtype=dtype) if field is None else field
+    field = _finite_param(as_float_tensor(field), (rows, cols), "field")
+    black = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == 0]
+    white = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == 1]
+    index = {site: i for i, site in enumerate(black)} | {site: i for i, site in enumerate(white)}
+    weight = torch.zeros(len(black), len(white), dtype=dtype)
+    for (r, c), j in [((r, c), (r, c + 1)) for r in range(rows) for c in range(cols - 1)]:
+        a, b = ((r, c), j) if (r + c) % 2 == 0 else (j, (r, c))
+        weight[index[a], index[b]] = horizontal[r, c]
+    for (r, c), j in [((r, c), (r + 1, c)) for r in range(rows - 1) for c in range(cols)]:
+        a, b = ((r, c), j) if (r + c) % 2 == 0 else (j, (r, c))
+        weight[index[a], index[b]] = vertical[r, c]
+    g = Graph()
+    g.add_block("black", Spin(len(black)), visible=True)
+    g.add_block("white", Spin(len(white)))
+    g.add_factor(
+        Dense("black", "white", weight=weight, name="couplings"),
+        Bias("black", torch.stack([field[s] for s in black]), name="field_black"),
+        Bias("white", torch.stack([field[s] for s in white]), name="field_white"),
+    )
+    return EnergyModel(g)

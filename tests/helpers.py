@@ -106,3 +106,31 @@ def noise_floor(p: torch.Tensor, n: int, replicates: int = 200, seed: int = 123)
         )
         for _ in range(replicates)
     )
+
+
+def strip_glass(rows, cols, scale, seed):
+    """Couplings (horizontal (rows, cols - 1), vertical (rows - 1, cols)) of a Gaussian spin glass
+    on an open rows x cols grid, N(0, scale^2), float64."""
+    g = torch.Generator().manual_seed(seed)
+    horizontal = scale * torch.randn(rows, cols - 1, generator=g, dtype=torch.float64)
+    vertical = scale * torch.randn(rows - 1, cols, generator=g, dtype=torch.float64)
+    return horizontal, vertical
+
+
+def transfer_matrix_log_z(horizontal, vertical, field=None) -> float:
+    """Exact log Z of the Ising model E = -sum H s s' (along rows) - sum V s s' (down columns)
+    - sum h s on an open grid of spins in {-1, +1}, by a transfer matrix over its columns
+    (2^rows states each, in log space, float64): independent of the model code."""
+    rows = vertical.shape[0] + 1
+    cols = horizontal.shape[1] + 1
+    field = torch.zeros(rows, cols, dtype=torch.float64) if field is None else field
+    spins = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=rows)), dtype=torch.float64)
+
+    def within(c):  # -E of the couplings and fields inside column c, per column state
+        return (spins[:, :-1] * spins[:, 1:]) @ vertical[:, c] + spins @ field[:, c]
+
+    alpha = within(0)
+    for c in range(1, cols):
+        between = (spins * horizontal[:, c - 1]) @ spins.T  # (previous state, next state)
+        alpha = torch.logsumexp(alpha[:, None] + between, 0) + within(c)
+    return float(torch.logsumexp(alpha, 0))
