@@ -127,6 +127,16 @@ CASES = {
         ValueError,
         "ProjectedStudentT",
     ),
+    "bars and stripes too large": (
+        lambda: ebm.datasets.bars_and_stripes(40),
+        ValueError,
+        "n is at most 16",
+    ),
+    "ising grid couplings of the wrong shape": (
+        lambda: ebm.models.checkerboard_ising(3, 3, torch.zeros(3, 3), torch.zeros(2, 3)),
+        ValueError,
+        r"horizontal must have shape \(3, 2\)",
+    ),
     # samplers
     "gibbs clamps an unknown block": (
         lambda: samplers.BlockGibbs(rbm(), clamp={"zz": torch.zeros(2, 4)}),

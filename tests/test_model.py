@@ -218,3 +218,24 @@ def test_a_compiled_graph_is_frozen():
     with pytest.raises(ValueError, match="can no longer change"):
         g.add_block("x", Bernoulli(1))
     assert list(model.factors) == ["dense_v_h"]
+
+
+def test_constructors_keep_the_dtype_of_given_parameters():
+    """float64 parameters (tensors or numpy arrays) build a float64 model, lists and no parameters
+    torch's default dtype; a float64 model's exact log Z equals the float64 brute force to 1e-12."""
+    import numpy as np
+
+    import estimators
+    from tests.helpers import brute_log_z
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    model = ebm.models.rbm(5, 3, weight=w, visible_bias=torch.randn(5, generator=g).double())
+    assert model.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert torch.equal(model.factors["dense_v_h"].weight.detach(), w)
+    assert estimators.exact_log_z(model).value == pytest.approx(brute_log_z(model), abs=1e-12)
+    assert ebm.models.rbm(5, 3, weight=np.ones((5, 3))).dtype == torch.float64
+    assert ebm.models.gaussian_rbm(2, 2, weight=w[:2, :2]).dtype == torch.float64
+    assert ebm.models.rbm(5, 3, weight=[[0.1] * 3] * 5).dtype == torch.get_default_dtype()
+    assert ebm.models.rbm(5, 3).dtype == torch.get_default_dtype()
