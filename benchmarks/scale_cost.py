@@ -71,7 +71,8 @@ def ais_run(model, chains: int, betas: int) -> float:
 def measure(n: int, args) -> dict:
     model = square_rbm(n, args.device)
     sweep = seconds_per_sweep(model, args.chains, args.sweeps, args.repeats)
-    limit = 1 / time_rate(matmul_only(model, "rbm", args.chains), args.sweeps, args.repeats)
+    step = matmul_only(model, "rbm", args.chains)
+    limit = 1 / time_rate(step, args.sweeps, args.repeats, args.device)
     ais_seconds = ais_run(model, args.chains, args.betas)
     schedules = [
         estimators.schedules.salakhutdinov_murray_scaled(k) for k in (args.few, 3 * args.few)

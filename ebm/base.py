@@ -38,7 +38,8 @@ class FactorizedBase:
                     f"{type(model.units[b]).__name__}"
                 )
         self.units = {b: model.units[b] for b in natural}
-        self.natural = {b: n.detach() for b, n in natural.items()}
+        # on the model's device: a base made on the CPU serves a model on a GPU
+        self.natural = {b: n.detach().to(model.device) for b, n in natural.items()}
 
     @classmethod
     def uniform(cls, model: EnergyModel) -> FactorizedBase:
@@ -71,7 +72,8 @@ class FactorizedBase:
         e = 0.0
         for b, n in self.natural.items():
             t = self.units[b].statistic(state[b])
-            e = e - t.flatten(1) @ n.to(t.dtype).reshape(-1)  # no temporary of t's size
+            n = n.to(device=t.device, dtype=t.dtype)
+            e = e - t.flatten(1) @ n.reshape(-1)  # no temporary of t's size
         return e
 
     def sample(
