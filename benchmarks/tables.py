@@ -164,6 +164,35 @@ def resident_set_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def scale_cost_table(record: dict) -> str:
+    """Cost as the model grows: per square RBM, a block Gibbs sweep against the matmul-only
+    sweep, an AIS beta, the projected 14,500-beta run and AIS's peak memory and its growth."""
+    head = [
+        "units per layer",
+        "block Gibbs sweep",
+        "matmul-only sweep",
+        "ratio",
+        "AIS, per beta",
+        "14,500 betas (projected)",
+        "AIS peak tensor memory",
+        "growth, 3x the betas",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in record["rows"]:
+        cells = [
+            f"{r['units_per_layer']:,}",
+            f"{1e3 * r['seconds_per_sweep']:.2f} ms",
+            f"{1e3 * r['matmul_only_seconds_per_sweep']:.2f} ms",
+            f"{r['ratio_to_matmul']:.2f}",
+            f"{1e3 * r['ais_seconds_per_beta']:.2f} ms",
+            f"{r['projected_full_run_seconds'] / 60:.1f} min",
+            _mib(r["ais_peak_bytes"] / 2**20),
+            _bytes(r["ais_peak_growth_bytes"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: Path) -> dict[str, str]:
     """The tables of every record present in ``results``, by record name."""
     renderers = {
@@ -171,6 +200,8 @@ def tables(results: Path) -> dict[str, str]:
         "ais_speed": [ais_speed_table, reduced_precision_table],
         "ais_scaling": [ais_scaling_table],
         "resident_set": [resident_set_table],
+        "scale_cost": [scale_cost_table],
+        "scale_cost_h200": [scale_cost_table],
     }
     out = {}
     for name, render in renderers.items():

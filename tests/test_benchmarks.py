@@ -31,6 +31,7 @@ def _tables_module():
         ("ais_speed.py", []),
         ("ais_scaling.py", ["--max-workers", "2"]),
         ("resident_set.py", []),
+        ("scale_cost.py", []),
     ],
 )
 def test_benchmark_runs_quick(script, args, tmp_path):
@@ -56,7 +57,14 @@ def test_docs_show_the_tables_of_the_committed_benchmark_records():
     JSON records in benchmarks/results: the page says what the records measured."""
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     rendered = _tables_module().tables(ROOT / "benchmarks" / "results")
-    assert set(rendered) == {"throughput", "ais_speed", "ais_scaling", "resident_set"}
+    assert set(rendered) == {
+        "throughput",
+        "ais_speed",
+        "ais_scaling",
+        "resident_set",
+        "scale_cost",
+        "scale_cost_h200",
+    }
     for name, table in rendered.items():
         assert table in page, f"docs/benchmarks.md lacks the {name} table of its record"
 
@@ -118,3 +126,19 @@ def test_reduced_precision_restores_settings_and_keeps_ais_honest():
     with pytest.raises(ValueError, match="bf16"):
         with ebm.reduced_precision(cpu="fp8"):
             pass
+
+
+def test_glass_benchmark_runs_quick(tmp_path):
+    """The strong-glass experiment of docs/results.md, in its quick mode: every run is recorded
+    and, on this strong glass, flagged."""
+    out = tmp_path / "glass.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "glass_ais.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2 and all(r["flagged"] for r in rows)
