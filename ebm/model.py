@@ -28,7 +28,10 @@ from ebm import products
 from ebm.factors.base import kept_buffer
 from ebm.graph import Graph, common_dtype
 
-__all__ = ["EnergyModel"]
+__all__ = ["EnergyModel", "MAX_QUADRATIC_ENTRIES"]
+
+#: the largest quadratic term (batch x n x n entries) a block may need: 2^31, 8 GiB of float32
+MAX_QUADRATIC_ENTRIES = 2**31
 
 State = dict[str, Tensor]
 
@@ -253,11 +256,26 @@ class EnergyModel(nn.Module):
         if not names:
             return None
         stats = self.statistics(state) if stats is None else stats
+        self._check_quadratic_size(block, stats)
         q = None
         for name in names:
             term = self.factors[name].quadratic(block, stats)
             q = term if q is None else q + term
         return q
+
+    def _check_quadratic_size(self, block: str, stats: State) -> None:
+        """Refuse, by name, a quadratic term too large to hold: a Gaussian block's precision is
+        (batch, n, n), a Markov chain's potentials (batch, K, K)."""
+        units = self._units[block]
+        size = units.k if hasattr(units, "k") else units.n
+        batch = next(iter(stats.values())).shape[0]
+        entries = batch * size * size
+        if entries > MAX_QUADRATIC_ENTRIES:
+            raise ValueError(
+                f"block {block!r}: its quadratic term (a precision of {batch:,} x {size:,} x "
+                f"{size:,} entries for these chains) exceeds {MAX_QUADRATIC_ENTRIES:,} entries; "
+                f"use fewer chains or a smaller block"
+            )
 
     def nonlinear_factors(self, block: str) -> list[str]:
         """Names of the factors neither linear nor quadratic in ``block``: the block cannot be

@@ -569,7 +569,8 @@ def checkerboard_ising(rows: int, cols: int, horizontal, vertical, field=None) -
     halves, one half is summed out exactly and AIS anneals the other. ``horizontal`` (rows,
     cols - 1) and ``vertical`` (rows - 1, cols) give the couplings, ``field`` (rows, cols) h
     (default 0). For evaluating fixed couplings (a spin glass with random signs is strongly
-    frustrated): training would move the zero weights off the lattice.
+    frustrated): training would move the zero weights off the lattice. The coupling matrix is
+    dense, (rows cols / 2)^2 entries: grids of more than about 2^15 sites are refused by name.
     """
     _check_sizes(rows=rows, cols=cols)
     if rows * cols < 2:
@@ -581,6 +582,12 @@ def checkerboard_ising(rows: int, cols: int, horizontal, vertical, field=None) -
     field = _finite_param(as_float_tensor(field), (rows, cols), "field")
     black = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == 0]
     white = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == 1]
+    if len(black) * len(white) > 2**28:
+        raise ValueError(
+            f"checkerboard_ising({rows}, {cols}) would hold a dense {len(black):,} x "
+            f"{len(white):,} coupling matrix (more than 2^28 entries) for {2 * rows * cols:,} "
+            f"couplings; grids this large need a sparse coupling, which this constructor lacks"
+        )
     index = {site: i for i, site in enumerate(black)} | {site: i for i, site in enumerate(white)}
     weight = torch.zeros(len(black), len(white), dtype=dtype)
     for (r, c), j in [((r, c), (r, c + 1)) for r in range(rows) for c in range(cols - 1)]:

@@ -137,6 +137,25 @@ CASES = {
         ValueError,
         r"horizontal must have shape \(3, 2\)",
     ),
+    "ising grid too large for a dense coupling": (
+        lambda: ebm.models.checkerboard_ising(
+            300, 300, torch.zeros(300, 299), torch.zeros(299, 300)
+        ),
+        ValueError,
+        "45,000 x 45,000 coupling matrix",
+    ),
+    "a precision too large to hold": (
+        lambda: samplers.BlockGibbs(ebm.models.mcrbm(20000, 2, 2, 2)).run(
+            {
+                "v": torch.zeros(10, 20000),
+                "hc": torch.zeros(10, 2),
+                "hm": torch.zeros(10, 2),
+            },
+            1,
+        ),
+        ValueError,
+        "quadratic term .* exceeds",
+    ),
     # samplers
     "gibbs clamps an unknown block": (
         lambda: samplers.BlockGibbs(rbm(), clamp={"zz": torch.zeros(2, 4)}),

@@ -84,8 +84,10 @@ def test_ais_raise_bridge_and_sandwich_on_a_4096_unit_rbm():
     assert finite(lower) and finite(upper)
 
 
-def test_ais_on_a_dbm_with_a_1100_unit_layer():
-    """DBM 1,100-30-10: AIS (h1 summed out) finite with a standard error."""
+def test_ais_and_the_bridge_on_a_dbm_with_a_1100_unit_layer():
+    """DBM 1,100-30-10: AIS and the bridge (reverse chains from block Gibbs draws) finite with
+    standard errors; RAISE, and with it the sandwich, refuse a DBM by name (its hidden layers
+    cannot be summed out together)."""
     torch.manual_seed(0)
     model = ebm.models.dbm([1100, 30, 10], init_scale=0.01)
     with warnings.catch_warnings():
@@ -93,7 +95,22 @@ def test_ais_on_a_dbm_with_a_1100_unit_layer():
         est = estimators.ais(
             model, num_chains=20, betas=100, generator=GEN().manual_seed(1), progress=False
         )
-    assert finite(est)
+        gibbs = samplers.BlockGibbs(model, generator=GEN().manual_seed(2))
+        draws = gibbs.run(gibbs.init(20), 50)
+        bridge = estimators.bridge(
+            model,
+            num_chains=20,
+            betas=100,
+            samples=draws,
+            generator=GEN().manual_seed(3),
+            progress=False,
+        )
+    assert finite(est) and finite(bridge)
+    v = torch.zeros(2, 1100)
+    with pytest.raises(ValueError, match="summable together"):
+        estimators.reverse_ais(model, v, betas=10, progress=False)
+    with pytest.raises(ValueError, match="summable together"):
+        estimators.sandwich(model, v, betas=10, progress=False)
 
 
 def test_block_gibbs_with_clamping_on_100000_units():
