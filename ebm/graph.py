@@ -122,6 +122,30 @@ class Graph:
         modules = [factor, *(self.units[b] for b in factor.blocks)]
         return common_dtype(*modules, always=True)
 
+    def _probe_states(self, factor: Factor, num: int) -> int:
+        """How many random states the linearity probe may use: a factor that may be quadratic
+        in a block with a quadratic term makes a (states, n, n) coefficient there, so the probe
+        keeps that under 2^26 entries, and a block past 2^28 entries for one state (n > 16,384)
+        is refused by name: every chain would need n x n of its own."""
+        overrides = type(factor).quadratic is not Factor.quadratic or (
+            type(factor).precision is not Factor.precision
+        )
+        sizes = [
+            self.units[b].n
+            for b in factor.blocks
+            if overrides and self.units[b].quadratic_keyword == "precision"
+        ]
+        if not sizes:
+            return num
+        largest = max(sizes) ** 2
+        if largest > 2**28:
+            raise ValueError(
+                f"factor {factor.name!r} may be quadratic in a Gaussian block of {max(sizes):,} "
+                f"units: each chain would hold a {max(sizes):,} x {max(sizes):,} precision; "
+                f"blocks with a precision are limited to 16,384 units"
+            )
+        return max(1, min(num, 2**26 // largest))
+
     def _probe(self, factor: Factor) -> None:
         """Evaluate the factor on a batch of two zero states: catches shape mismatches early."""
         dtype = self._probe_dtype(factor)
@@ -150,6 +174,7 @@ class Graph:
         nonlinear block out, or sampling it from its unit type's family, would be wrong, so the
         model refuses to. Built-in factors are exact by construction."""
         gen = torch.Generator().manual_seed(0)
+        num = self._probe_states(factor, num)
         with torch.no_grad():
             stats = {}
             for b in dict.fromkeys(factor.blocks):

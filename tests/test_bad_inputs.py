@@ -144,12 +144,17 @@ CASES = {
         ValueError,
         "45,000 x 45,000 coupling matrix",
     ),
+    "a precision block past 16,384 units": (
+        lambda: ebm.models.mcrbm(20000, 2, 2, 2),
+        ValueError,
+        "20,000 x 20,000 precision",
+    ),
     "a precision too large to hold": (
-        lambda: samplers.BlockGibbs(ebm.models.mcrbm(20000, 2, 2, 2)).run(
+        lambda: samplers.BlockGibbs(ebm.models.mcrbm(2000, 2, 2, 2)).run(
             {
-                "v": torch.zeros(10, 20000),
-                "hc": torch.zeros(10, 2),
-                "hm": torch.zeros(10, 2),
+                "v": torch.zeros(600, 2000),
+                "hc": torch.zeros(600, 2),
+                "hm": torch.zeros(600, 2),
             },
             1,
         ),
