@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import torch
 from torch import Tensor
@@ -14,9 +13,9 @@ from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
 from estimators.estimate import (
-    DegenerateWeightsWarning,
     Estimate,
     flag_degenerate,
+    judged_elsewhere,
     log_mean_exp,
     log_weight_diagnostics,
 )
@@ -96,8 +95,7 @@ def bridge(
     start = time.perf_counter()
     betas = schedules.resolve(betas)
     reverse_chains = num_chains if reverse_chains is None else reverse_chains
-    with warnings.catch_warnings():  # each direction is judged below, the combination last
-        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+    with judged_elsewhere():  # each direction is judged below, the combination last
         fwd = ais(
             model,
             num_chains=num_chains,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +11,7 @@ from ebm.base import FactorizedBase
 from ebm.model import EnergyModel
 from estimators.ais import ais
 from estimators.estimate import (
-    DegenerateWeightsWarning,
+    judged_elsewhere,
     log_mean_exp,
     log_weight_diagnostics,
     weight_degeneracy,
@@ -70,8 +69,7 @@ def ais_coverage(
     ``repeats`` groups, gives ``repeats`` independent estimates at the cost of one vectorised run.
     ``exact`` defaults to ``exact_log_z(model)``; ``path`` is passed on to ``ais``."""
     truth = exact_log_z(model).value if exact is None else float(exact)
-    with warnings.catch_warnings():  # the pooled run is one of many groups: judged per group
-        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+    with judged_elsewhere():  # the pooled run is one of many groups: judged per group
         run = ais(
             model,
             num_chains=repeats * num_chains,

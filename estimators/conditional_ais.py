@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-import warnings
 
 import torch
 
@@ -14,9 +13,9 @@ from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
 from estimators.estimate import (
-    DegenerateWeightsWarning,
     Estimate,
     flag_degenerate,
+    judged_elsewhere,
     log_mean_exp,
     log_z_parts,
 )
@@ -73,8 +72,7 @@ def ais_log_likelihood(
         m = next(iter(rows.values())).shape[0]
         clamp = {b: x.repeat_interleave(chains_per_example, 0) for b, x in rows.items()}
         path = GeometricPath(model, base, sum_out=sum_out, clamp=clamp)
-        with warnings.catch_warnings():  # the pooled weights mix examples: judged per example
-            warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        with judged_elsewhere():  # the pooled weights mix examples: judged per example
             run = ais(
                 model,
                 num_chains=m * chains_per_example,

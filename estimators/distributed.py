@@ -8,14 +8,12 @@ travels as its JSON spec and its tensors and is rebuilt on the worker.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from ebm.base import FactorizedBase
 from ebm.io import from_spec
 from ebm.model import EnergyModel
-from estimators.estimate import DegenerateWeightsWarning
+from estimators.estimate import judged_elsewhere
 
 __all__ = ["split", "shard_seeds", "run_shards"]
 
@@ -54,14 +52,12 @@ def _shard(kind: str, spec, tensors, base_natural, kwargs: dict, seed: int) -> t
     model, base = _rebuild(spec, tensors, base_natural, device)
     gen = torch.Generator(device=device).manual_seed(seed)
     if kind == "ais":
-        with warnings.catch_warnings():  # judged on all the shards' weights together
-            warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        with judged_elsewhere():  # judged on all the shards' weights together
             est = ais(model, base=base, generator=gen, progress=False, **kwargs)
         return est.log_weights.cpu()
     kwargs = dict(kwargs)
     data = kwargs.pop("data").to(device)
-    with warnings.catch_warnings():  # the combined estimate is judged where the shards meet
-        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+    with judged_elsewhere():  # the combined estimate is judged where the shards meet
         est = reverse_ais(model, data, base=base, generator=gen, progress=False, **kwargs)
     extras = est.extras
     return torch.stack(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ __all__ = [
     "MAX_LOG_WEIGHT_SD",
     "weight_degeneracy",
     "flag_degenerate",
+    "judged_elsewhere",
     "log_weight_diagnostics",
     "log_mean_exp",
     "log_z_parts",
@@ -152,6 +155,15 @@ def weight_degeneracy(ess_fraction: float, log_weight_sd: float) -> str | None:
             f"the log-weights spread over sd {log_weight_sd:.2f} nats (above {MAX_LOG_WEIGHT_SD})"
         )
     return "; ".join(reasons) or None
+
+
+@contextmanager
+def judged_elsewhere() -> Iterator[None]:
+    """Silence ``DegenerateWeightsWarning`` inside: for a run whose weights are judged by its
+    caller (pooled groups, shards, one direction of a bridge), not as a whole."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateWeightsWarning)
+        yield
 
 
 def flag_degenerate(
