@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -20,6 +22,8 @@ __all__ = ["save", "load"]
 
 _SPEC_KEY = "boltzkit.graph"
 _DIGEST_KEY = "boltzkit.sha256"
+_FINGERPRINT_KEY = "boltzkit.fingerprint"
+_STATE_PREFIX = "__fingerprint__."
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -27,13 +31,73 @@ def save(model: EnergyModel, path: str | Path) -> Path:
     """Write ``model`` to ``path``: its tensors (safetensors) and its graph spec (JSON metadata).
 
     Loading it back (``load``) runs no code from the file: unit and factor types are looked up by
-    name among the registered classes.
+    name among the registered classes. Refuses (ValueError) a model with an unregistered unit or
+    factor type. Saved with it: a SHA-256 digest of the tensors and a fingerprint, the energies of
+    three fixed random states (stored too), which ``load`` recomputes: a model that would load
+    different (a factor whose ``config()`` misses an argument) is refused, never returned.
     """
     path = Path(path)
+    _check_registered(model)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {_SPEC_KEY: json.dumps(model.spec()), _DIGEST_KEY: tensor_digest(tensors)}
+    states = _fingerprint_states(model)
+    energies = _energies(model, states)
+    tensors.update({_STATE_PREFIX + b: x for b, x in states.items()})
+    metadata = {
+        _SPEC_KEY: json.dumps(model.spec()),
+        _DIGEST_KEY: tensor_digest(tensors),
+        _FINGERPRINT_KEY: json.dumps(energies),
+    }
     save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def _check_registered(model: EnergyModel) -> None:
+    """Refuse to save a model that ``load`` could not rebuild: every unit and factor type must
+    be the class registered under its name."""
+    for b, units in model.units.items():
+        if UNIT_TYPES.get(type(units).__name__) is not type(units):
+            raise ValueError(
+                f"block {b!r}: unit type {type(units).__name__} is not registered "
+                f"(ebm.units.UNIT_TYPES), so a saved model could not be loaded"
+            )
+    for name, factor in model.factors.items():
+        if FACTOR_TYPES.get(type(factor).__name__) is not type(factor):
+            raise ValueError(
+                f"factor {name!r}: {type(factor).__name__} is not registered; decorate the class "
+                f"with @ebm.factors.register so that ebm.load can rebuild it"
+            )
+
+
+def _fingerprint_states(model: EnergyModel, num: int = 3) -> dict[str, torch.Tensor]:
+    """A few random states of every block (a fixed seed), saved with the model: their energies
+    are the model's fingerprint."""
+    generator = torch.Generator().manual_seed(20261204)
+    with torch.no_grad():
+        return {
+            b: u.random(num, generator, device="cpu", dtype=torch.float64).contiguous()
+            for b, u in model.units.items()
+        }
+
+
+def _energies(model: EnergyModel, states: dict[str, torch.Tensor]) -> list[float]:
+    """E(x) of ``states`` on a float64 CPU copy of the model."""
+    m = copy.deepcopy(model).to(device="cpu", dtype=torch.float64)
+    with torch.no_grad():
+        return [float(e) for e in m.energy(states)]
+
+
+def _check_fingerprint(path: Path, model: EnergyModel, states, saved: list[float]) -> None:
+    """Refuse a model that loads different from the one saved: the energies of the saved states
+    must agree to 1e-9 relative (both non-finite counts as agreeing when equal)."""
+    got = _energies(model, states)
+    for i, (a, b) in enumerate(zip(saved, got, strict=True)):
+        same = a == b or (math.isfinite(a) and abs(a - b) <= 1e-9 * (1 + abs(a)))
+        if not same:
+            raise ValueError(
+                f"{path}: the loaded model is not the one saved: its energy at fingerprint state "
+                f"{i} is {b!r}, saved {a!r}. A factor's config() likely misses a constructor "
+                f"argument; give the factor a config() that captures every argument"
+            )
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -101,13 +165,21 @@ def load(path: str | Path, device=None) -> EnergyModel:
         model = from_spec(spec)
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: a malformed graph spec ({type(err).__name__}: {err})") from err
-    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    dtypes = {
+        t.dtype
+        for k, t in tensors.items()
+        if t.is_floating_point() and not k.startswith(_STATE_PREFIX)
+    }
     if len(dtypes) == 1:
         model = model.to(dtype=dtypes.pop())
+    states = {k[len(_STATE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_STATE_PREFIX)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIX)}
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
         raise ValueError(f"{path}: the tensors do not fit the graph spec ({err})") from err
+    if _FINGERPRINT_KEY in metadata:
+        _check_fingerprint(path, model, states, json.loads(metadata[_FINGERPRINT_KEY]))
     return model.to(device) if device is not None else model
 
 

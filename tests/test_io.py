@@ -67,9 +67,74 @@ def test_custom_factor_needs_registration(tmp_path):
     model = ebm.EnergyModel(g)
     with torch.no_grad():
         model.factors["scaled_a_b"].s.fill_(0.7)
-    path = model.save(tmp_path / "custom.safetensors")
-    with pytest.raises(ValueError, match="unknown factor type 'Scaled'.*register"):
-        ebm.load(path)
+    with pytest.raises(ValueError, match="Scaled is not registered.*register"):
+        model.save(tmp_path / "custom.safetensors")
     register(Scaled)
+    path = model.save(tmp_path / "custom.safetensors")
     loaded = ebm.load(path)
     assert float(loaded.factors["scaled_a_b"].s.detach()) == pytest.approx(0.7)
+
+
+class Tempered(ebm.factors.Factor):
+    """A custom factor whose energy depends on constructor arguments of every kind."""
+
+    def __init__(self, a, b, temperature=1.0, mask=None, options=None, name=None):
+        super().__init__(a, b, name=name)
+        self.temperature = temperature
+        self.mask = torch.ones(3, dtype=torch.float64) if mask is None else mask
+        self.shift = (options or {}).get("shift", (0.0,))[0]
+        self.w = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def energy(self, stats):
+        v = (stats["v"] * self.mask.to(stats["v"].dtype)).sum(-1)
+        return -self.w * (v * stats["h"].sum(-1) + self.shift) / self.temperature
+
+
+class Forgetful(Tempered):
+    """The same energy with a config() that forgets the temperature."""
+
+    def config(self):
+        return {"blocks": list(self.blocks), "name": self.name}
+
+
+register(Tempered)
+register(Forgetful)
+
+
+def _tempered_model(cls, *args, **kwargs):
+    g = ebm.Graph().add_block("v", ebm.units.Bernoulli(3), visible=True)
+    g.add_block("h", ebm.units.Bernoulli(2)).add_factor(cls("v", "h", *args, **kwargs))
+    return ebm.EnergyModel(g).double()
+
+
+def test_custom_factor_arguments_round_trip(tmp_path):
+    """Positional, keyword, tensor and nested (dict of tuple) constructor arguments come back
+    through the default config(): energies equal to 1e-12 on every state."""
+    from tests.helpers import brute_log_z, joint_states
+
+    model = _tempered_model(
+        Tempered,
+        0.25,
+        mask=torch.tensor([1.0, 0.5, -2.0], dtype=torch.float64),
+        options={"shift": (0.3, "unused")},
+    )
+    with torch.no_grad():
+        model.factors["tempered_v_h"].w.fill_(0.8)
+    loaded = ebm.load(model.save(tmp_path / "tempered.safetensors"))
+    states = joint_states(model)
+    with torch.no_grad():
+        assert torch.allclose(loaded.energy(states), model.energy(states), rtol=0, atol=1e-12)
+    assert brute_log_z(loaded) == pytest.approx(brute_log_z(model), abs=1e-12)
+
+
+def test_a_model_that_would_load_different_is_refused(tmp_path):
+    """A factor whose own config() misses a constructor argument (its temperature) saves, but
+    would load as another model: the fingerprint (energies of the saved states) refuses it. An
+    argument that cannot be saved (a function) is refused at save, naming the factor."""
+    path = _tempered_model(Forgetful, 0.25).save(tmp_path / "forgetful.safetensors")
+    with pytest.raises(ValueError, match="not the one saved.*config"):
+        ebm.load(path)
+    with pytest.raises(ValueError, match="'tempered_v_h'.*cannot be saved.*config"):
+        _tempered_model(Tempered, 0.25, options={"shift": (0.0,), "f": lambda x: x}).save(
+            tmp_path / "lambda.safetensors"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -26,6 +27,43 @@ def register(cls: type[Factor]) -> type[Factor]:
         raise TypeError(f"register expects a Factor subclass, got {cls!r}")
     FACTOR_TYPES[cls.__name__] = cls
     return cls
+
+
+def _encode(value: Any) -> Any:
+    """A constructor argument as JSON: tensors and arrays as tagged nested lists, tuples tagged,
+    lists and str-keyed dicts recursively; TypeError for anything else."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Tensor) or type(value).__module__ == "numpy":
+        t = torch.as_tensor(value).detach().cpu()
+        return {"__tensor__": t.tolist(), "dtype": str(t.dtype).removeprefix("torch.")}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        if any(k.startswith("__") for k in value):
+            raise TypeError(f"dict keys starting with '__' are reserved, got {sorted(value)}")
+        return {k: _encode(v) for k, v in value.items()}
+    raise TypeError(
+        f"{type(value).__name__} {value!r} is not a number, string, tensor or container"
+    )
+
+
+def _decode(value: Any) -> Any:
+    """The inverse of ``_encode``."""
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            dtype = getattr(torch, value["dtype"], None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"unknown tensor dtype {value['dtype']!r} in a factor config")
+            return torch.tensor(value["__tensor__"], dtype=dtype)
+        if "__tuple__" in value:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        return {k: _decode(v) for k, v in value.items()}
+    return value
 
 
 def check_init_scale(value) -> float:
@@ -183,13 +221,56 @@ class Factor(nn.Module):
         numerically by the Graph): the block's conditional is then a correlated Gaussian."""
         return block in self.quadratic_blocks and block not in self.nonlinear_blocks
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        """Record the arguments of every construction (the outermost ``__init__`` call), so that
+        the default ``config()`` can give them back."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def recording_init(self, *args, **kw):
+            if "_init_call" not in self.__dict__:
+                object.__setattr__(self, "_init_call", (init, args, kw))
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
+
     def config(self) -> dict[str, Any]:
-        """JSON-serialisable constructor arguments; parameters are saved separately."""
-        return {"blocks": list(self.blocks), "name": self.name}
+        """JSON-serialisable constructor arguments; parameters are saved separately.
+
+        The default gives back the arguments this factor was constructed with, positional and
+        keyword (numbers, strings, booleans, None, tensors and arrays, and lists, tuples and
+        dicts of these), so that ``from_config`` rebuilds the same factor. An argument of another
+        kind (a function, an object) raises ValueError naming it: such a factor must define
+        ``config()`` and ``from_config()`` itself. ``ebm.load`` checks the rebuilt model's
+        energies against those saved, so a config that misses something is refused on load.
+        """
+        call = self.__dict__.get("_init_call")
+        if call is None:
+            return {"blocks": list(self.blocks), "name": self.name}
+        _, args, kw = call
+        try:
+            return {
+                "__call__": {
+                    "args": [_encode(a) for a in args],
+                    "kwargs": {k: _encode(v) for k, v in kw.items()},
+                }
+            }
+        except TypeError as err:
+            raise ValueError(
+                f"factor {self.name!r} ({type(self).__name__}): a constructor argument cannot be "
+                f"saved ({err}); define config() and from_config() on the class"
+            ) from err
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Factor:
         config = dict(config)
+        if "__call__" in config:
+            call = config["__call__"]
+            args = [_decode(a) for a in call["args"]]
+            return cls(*args, **{k: _decode(v) for k, v in call["kwargs"].items()})
         return cls(*config.pop("blocks"), **config)
 
     def extra_repr(self) -> str:
