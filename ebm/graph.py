@@ -46,6 +46,8 @@ class Graph:
         self.factors: dict[str, Factor] = {}
         self._visible: list[str] = []
         self._frozen = False
+        #: factors bound on the meta device and not probed: a skeleton to read shapes from
+        self._shapes_only = False
 
     def freeze(self) -> None:
         """Called when a model is compiled from this graph: later changes would not reach it."""
@@ -106,12 +108,17 @@ class Graph:
                 f"must be conditionally independent given the other blocks; split the block"
             )
         shapes = {b: self.units[b].shape for b in factor.blocks}
-        factor.bind(shapes)
+        if self._shapes_only:
+            with torch.device("meta"):
+                factor.bind(shapes)
+        else:
+            factor.bind(shapes)
         # one floating dtype for the factor and its blocks' units (a given float64 weight beside
         # initialised ones, float64 units): the promotion of theirs; the model promotes the rest
-        factor.to(self._probe_dtype(factor))
-        self._probe(factor)
-        factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor)
+        if not self._shapes_only:
+            factor.to(self._probe_dtype(factor))
+            self._probe(factor)
+            factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor)
         self.factors[name] = factor
         self._nx.add_node(name, kind="factor", factor=factor)
         for b in factor.blocks:

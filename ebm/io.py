@@ -148,6 +148,7 @@ def load(path: str | Path, device=None) -> EnergyModel:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             metadata = fh.metadata()
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except SafetensorError as err:
         raise ValueError(f"{path}: a damaged safetensors file ({err})") from err
@@ -162,6 +163,7 @@ def load(path: str | Path, device=None) -> EnergyModel:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the graph spec is not valid JSON ({err})") from err
     try:
+        _check_shapes(path, from_spec(spec, shapes_only=True), shapes)
         model = from_spec(spec)
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: a malformed graph spec ({type(err).__name__}: {err})") from err
@@ -183,11 +185,35 @@ def load(path: str | Path, device=None) -> EnergyModel:
     return model.to(device) if device is not None else model
 
 
-def from_spec(spec: dict) -> EnergyModel:
-    """Build an (untrained) model from a graph spec produced by ``EnergyModel.spec``."""
+def _check_shapes(path: Path, skeleton: EnergyModel, shapes: dict[str, tuple]) -> None:
+    """Refuse, before any parameter is allocated, a spec whose parameters do not match the stored
+    tensors (names and shapes, from the file's header): a small file cannot make ``load`` build
+    a huge model."""
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: v for k, v in shapes.items() if not k.startswith(_STATE_PREFIX)}
+    missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"{path}: the graph spec and the stored tensors disagree: missing {missing[:5]}, "
+            f"unexpected {extra[:5]}"
+        )
+    for k, shape in expected.items():
+        if stored[k] != shape:
+            raise ValueError(
+                f"{path}: the graph spec gives {k} the shape {shape}, the file stores "
+                f"{stored[k]}: refusing the file"
+            )
+
+
+def from_spec(spec: dict, shapes_only: bool = False) -> EnergyModel:
+    """Build an (untrained) model from a graph spec produced by ``EnergyModel.spec``.
+
+    ``shapes_only``: the factors' parameters are made on the meta device (no memory, no
+    initialisation) and the graph does not probe them: a model to read parameter shapes from."""
     if spec.get("format") != "boltzkit.model/1":
         raise ValueError(f"unknown model format {spec.get('format')!r}")
     g = Graph()
+    g._shapes_only = shapes_only
     visible = set(spec.get("visible", []))
     for block in spec["blocks"]:
         cls = UNIT_TYPES.get(block["type"])

@@ -138,3 +138,42 @@ def test_a_model_that_would_load_different_is_refused(tmp_path):
         _tempered_model(Tempered, 0.25, options={"shift": (0.0,), "f": lambda x: x}).save(
             tmp_path / "lambda.safetensors"
         )
+
+
+def test_a_crafted_huge_spec_is_refused_at_once_without_allocating(tmp_path):
+    """A 1 KB file whose spec claims an RBM of 30,000 x 30,000 units (a 3.6 GB weight) but holds
+    a 6 x 3 one: refused naming the shapes, in well under a second, the process's peak resident
+    set staying far below the weight's size."""
+    import json
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    small = ebm.models.rbm(6, 3)
+    spec = small.spec()
+    for block in spec["blocks"]:
+        block["config"]["n"] = 30_000
+    path = tmp_path / "crafted.safetensors"
+    tensors = {k: v.detach().contiguous() for k, v in small.state_dict().items()}
+    save_file(tensors, str(path), metadata={"boltzkit.graph": json.dumps(spec)})
+    code = (
+        "import re, time\n"
+        "import ebm\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        f"    ebm.load({str(path)!r})\n"
+        "except ValueError as err:\n"
+        "    print('refused:', err)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(time.perf_counter() - start, re.search(r'VmHWM:\\s+(\\d+)', status).group(1))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "refused:" in lines[0] and "(30000, 30000)" in lines[0] and "(6, 3)" in lines[0]
+    seconds, peak_kib = lines[-1].split()  # the process's peak resident set (VmHWM, KiB)
+    assert float(seconds) < 1.0
+    assert int(peak_kib) < 1_500_000  # far below the 3.6 GB weight the spec claims

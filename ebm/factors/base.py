@@ -196,6 +196,8 @@ class Factor(nn.Module):
     ) -> nn.Parameter:
         """``initial`` as a parameter when given (it must have ``shape``), else ``default(shape)``."""
         shape = tuple(shape)
+        if torch.empty(0).is_meta:  # a shapes-only build (ebm.io): shape without initialising
+            return nn.Parameter(torch.empty(shape))
         if initial is None:
             return nn.Parameter(default(shape))
         if tuple(initial.shape) != shape:
