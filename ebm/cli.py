@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import typer
@@ -46,9 +46,13 @@ def user_input(what: str) -> Iterator[None]:
         message = err.message if isinstance(err, typer.BadParameter) else str(err)
         if isinstance(err, FileNotFoundError) and err.filename is not None:
             message = f"no such file or directory: {err.filename}"
-        message = " ".join(message.split()) or type(err).__name__
-        errors.print(f"Error: {what}: {message}")
-        raise typer.Exit(USAGE_ERROR) from None
+        usage_error(what, message or type(err).__name__)
+
+
+def usage_error(what: str, message: str) -> NoReturn:
+    """Print ``Error: <what>: <message>`` as one line on stderr and exit with status 2."""
+    errors.print(f"Error: {what}: {' '.join(message.split())}")
+    raise typer.Exit(USAGE_ERROR) from None
 
 
 def load_model(path: Path) -> ebm.EnergyModel:
@@ -111,11 +115,11 @@ def _read_data(spec: str, binarize: str, seed: int):
     raise ValueError("unknown data: use digits, bars-and-stripes:N or mnist:DIR")
 
 
-def fitting_data(model: ebm.EnergyModel, data, spec: str):
-    """``data`` checked against the model's visible block (a usage error when it does not fit)."""
+def check_fits(model: ebm.EnergyModel, data, spec: str) -> None:
+    """``data`` checked against the model's visible block (a usage error when it does not fit);
+    the test split comes from the same loader, so checking the training split covers both."""
     with user_input(f"--data {spec} for this model"):
         model.validate_data(data)
-    return data
 
 
 def _train(
@@ -137,8 +141,9 @@ def _train(
     model = ebm.models.rbm(train.shape[1], hidden)
     neg = samplers.PCD(num_chains=chains, k=k) if sampler == SamplerName.pcd else samplers.CD(k=k)
     g = torch.Generator().manual_seed(seed)
-    with user_input("training options"):
-        check_training_options(lr, momentum, weight_decay)
+    bad = ebm.training.optimizer_setting_out_of_range(lr, momentum, weight_decay)
+    if bad is not None:
+        usage_error("training options", f"--{bad[0].replace('_', '-')} {bad[1]} is out of range")
     history = ebm.fit(
         model,
         train,
@@ -151,18 +156,6 @@ def _train(
         generator=g,
     )
     return model, train, test, history
-
-
-def check_training_options(lr: float, momentum: float, weight_decay: float) -> None:
-    """ValueError naming the first option out of range (what torch.optim.SGD would refuse later)."""
-
-    for name, value, ok in (
-        ("--lr", lr, lr > 0),
-        ("--momentum", momentum, 0 <= momentum < 1),
-        ("--weight-decay", weight_decay, weight_decay >= 0),
-    ):
-        if not (math.isfinite(value) and ok):
-            raise ValueError(f"{name} {value} is out of range")
 
 
 @app.command()
@@ -183,8 +176,7 @@ def train(
 ):
     """Train a binary RBM on DATA and save it (safetensors + JSON graph spec)."""
     if not out.parent.is_dir():
-        with user_input(f"--out {out}"):
-            raise FileNotFoundError(2, "no such directory", str(out.parent))
+        usage_error(f"--out {out}", f"no such file or directory: {out.parent}")
     model, *_, history = _train(
         data,
         hidden,
@@ -231,7 +223,7 @@ def estimate(
         raise typer.BadParameter(f"--path mavg is for --method ais or sandwich, not {method.value}")
     model = load_model(model_path)
     train_data, test = load_data(data, binarize, seed)
-    fitting_data(model, train_data, data)
+    check_fits(model, train_data, data)
     gen = torch.Generator().manual_seed(seed)
     with user_input("this model"):
         base_dist = ebm.base_rate(model, train_data) if base == BaseName.base_rate else None
@@ -244,7 +236,7 @@ def estimate(
         if method == Method.sandwich:
             result = estimators.sandwich(
                 model,
-                fitting_data(model, test, data),
+                test,
                 num_chains=chains,
                 betas=_schedule(betas),
                 base=base_dist,
@@ -273,7 +265,7 @@ def estimate(
                 path=path_obj,
             )
     console.print(str(logz))
-    console.print(str(estimators.log_likelihood(model, fitting_data(model, test, data), logz)))
+    console.print(str(estimators.log_likelihood(model, test, logz)))
 
 
 def _schedule(num: int) -> torch.Tensor:

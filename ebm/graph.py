@@ -113,12 +113,13 @@ class Graph:
                 factor.bind(shapes)
         else:
             factor.bind(shapes)
-        # one floating dtype for the factor and its blocks' units (a given float64 weight beside
-        # initialised ones, float64 units): the promotion of theirs; the model promotes the rest
-        if not self._shapes_only:
-            factor.to(self._probe_dtype(factor))
-            self._probe(factor)
-            factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor)
+            # one floating dtype for the factor and its blocks' units (a given float64 weight
+            # beside initialised ones, float64 units): the promotion of theirs; the model
+            # promotes the rest
+            dtype = self._probe_dtype(factor)
+            factor.to(dtype)
+            self._probe(factor, dtype)
+            factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor, dtype)
         self.factors[name] = factor
         self._nx.add_node(name, kind="factor", factor=factor)
         for b in factor.blocks:
@@ -153,9 +154,8 @@ class Graph:
             )
         return max(1, min(num, 2**26 // largest))
 
-    def _probe(self, factor: Factor) -> None:
+    def _probe(self, factor: Factor, dtype: torch.dtype) -> None:
         """Evaluate the factor on a batch of two zero states: catches shape mismatches early."""
-        dtype = self._probe_dtype(factor)
         stats = {b: torch.zeros((2, *self.units[b].shape), dtype=dtype) for b in factor.blocks}
         try:
             with torch.no_grad():
@@ -172,7 +172,7 @@ class Graph:
             )
 
     def _classify_blocks(
-        self, factor: Factor, num: int = 8
+        self, factor: Factor, dtype: torch.dtype, num: int = 8
     ) -> tuple[frozenset[str], frozenset[str]]:
         """(nonlinear, quadratic): the blocks for which neither E_f = offset - natural . t nor, where
         the factor gives a ``quadratic`` q, E_f = offset - natural . t + quadratic_energy(t, q)
@@ -186,7 +186,7 @@ class Graph:
             stats = {}
             for b in dict.fromkeys(factor.blocks):
                 units = self.units[b]
-                stats[b] = units.statistic(units.random(num, gen, dtype=self._probe_dtype(factor)))
+                stats[b] = units.statistic(units.random(num, gen, dtype=dtype))
             e = factor.energy(stats)
             nonlinear, quadratic = set(), set()
             for b in stats:

@@ -148,7 +148,6 @@ def load(path: str | Path, device=None) -> EnergyModel:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             metadata = fh.metadata()
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except SafetensorError as err:
         raise ValueError(f"{path}: a damaged safetensors file ({err})") from err
@@ -162,20 +161,16 @@ def load(path: str | Path, device=None) -> EnergyModel:
         spec = json.loads(metadata[_SPEC_KEY])
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: the graph spec is not valid JSON ({err})") from err
+    states = {k[len(_STATE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_STATE_PREFIX)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIX)}
     try:
-        _check_shapes(path, from_spec(spec, shapes_only=True), shapes)
+        _check_shapes(path, from_spec(spec, shapes_only=True), tensors)
         model = from_spec(spec)
     except (KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: a malformed graph spec ({type(err).__name__}: {err})") from err
-    dtypes = {
-        t.dtype
-        for k, t in tensors.items()
-        if t.is_floating_point() and not k.startswith(_STATE_PREFIX)
-    }
+    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtype=dtypes.pop())
-    states = {k[len(_STATE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_STATE_PREFIX)}
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIX)}
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
@@ -185,12 +180,11 @@ def load(path: str | Path, device=None) -> EnergyModel:
     return model.to(device) if device is not None else model
 
 
-def _check_shapes(path: Path, skeleton: EnergyModel, shapes: dict[str, tuple]) -> None:
+def _check_shapes(path: Path, skeleton: EnergyModel, tensors: dict[str, torch.Tensor]) -> None:
     """Refuse, before any parameter is allocated, a spec whose parameters do not match the stored
-    tensors (names and shapes, from the file's header): a small file cannot make ``load`` build
-    a huge model."""
+    tensors (names and shapes): a small file cannot make ``load`` build a huge model."""
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    stored = {k: v for k, v in shapes.items() if not k.startswith(_STATE_PREFIX)}
+    stored = {k: tuple(v.shape) for k, v in tensors.items()}
     missing, extra = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
     if missing or extra:
         raise ValueError(

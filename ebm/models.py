@@ -575,11 +575,10 @@ def checkerboard_ising(rows: int, cols: int, horizontal, vertical, field=None) -
     _check_sizes(rows=rows, cols=cols)
     if rows * cols < 2:
         raise ValueError("a checkerboard needs at least 2 sites")
-    horizontal = _finite_param(as_float_tensor(horizontal), (rows, cols - 1), "horizontal")
-    vertical = _finite_param(as_float_tensor(vertical), (rows - 1, cols), "vertical")
+    horizontal = _finite_param(horizontal, (rows, cols - 1), "horizontal")
+    vertical = _finite_param(vertical, (rows - 1, cols), "vertical")
     dtype = torch.promote_types(horizontal.dtype, vertical.dtype)
-    field = torch.zeros(rows, cols, dtype=dtype) if field is None else field
-    field = _finite_param(as_float_tensor(field), (rows, cols), "field")
+    field = _finite_param(field, (rows, cols), "field", default=0.0)
     black = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == 0]
     white = [(r, c) for r in range(rows) for c in range(cols) if (r + c) % 2 == 1]
     if len(black) * len(white) > 2**28:

@@ -88,6 +88,21 @@ def decay_groups(model: EnergyModel) -> tuple[list[nn.Parameter], list[nn.Parame
     return decayed, [p for p in trainable if p.dim() < 2 or id(p) in exempt]
 
 
+def optimizer_setting_out_of_range(
+    lr: float, momentum: float, weight_decay: float
+) -> tuple[str, float] | None:
+    """The first of ``fit``'s optimiser settings outside its range (lr > 0, 0 <= momentum < 1,
+    weight_decay >= 0, all finite) as (name, value), or None when all are in range."""
+    for name, value, ok in (
+        ("lr", lr, lr > 0),
+        ("momentum", momentum, 0 <= momentum < 1),
+        ("weight_decay", weight_decay, weight_decay >= 0),
+    ):
+        if not (math.isfinite(value) and ok):
+            return name, value
+    return None
+
+
 def _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum, weight_decay):
     """ValueError or TypeError naming the first argument of ``fit`` that cannot be right."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -95,17 +110,14 @@ def _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum,
             raise ValueError(f"{name} must be an int, got {value!r}")
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"need epochs >= 0 and batch_size >= 1, got {epochs} and {batch_size}")
-    for name, value, ok in (
-        ("lr", lr, lambda x: x > 0),
-        ("momentum", momentum, lambda x: 0 <= x < 1),
-        ("weight_decay", weight_decay, lambda x: x >= 0),
-    ):
+    for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a number, got {value!r}")
-        if not (math.isfinite(value) and ok(value)):
-            raise ValueError(
-                f"{name} = {value} is out of range (lr > 0, 0 <= momentum < 1, weight_decay >= 0)"
-            )
+    bad = optimizer_setting_out_of_range(lr, momentum, weight_decay)
+    if bad is not None:
+        raise ValueError(
+            f"{bad[0]} = {bad[1]} is out of range (lr > 0, 0 <= momentum < 1, weight_decay >= 0)"
+        )
     if isinstance(sampler, type):
         raise TypeError(
             f"sampler must be an instance, got the class {sampler.__name__}: "

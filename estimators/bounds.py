@@ -9,7 +9,7 @@ import torch
 
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
-from estimators.estimate import Estimate, log_z_parts
+from estimators.estimate import Estimate, inherit_untrusted, log_z_parts
 from estimators.likelihood import mean_of_examples
 
 __all__ = ["mean_field_bound"]
@@ -62,6 +62,4 @@ def mean_field_bound(
         converged=converged,
         sweeps=sweeps,
     )
-    if isinstance(log_z, Estimate) and not log_z.trusted:
-        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
-    return estimate
+    return inherit_untrusted(estimate, log_z)

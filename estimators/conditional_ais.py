@@ -15,6 +15,7 @@ from estimators.ais import ais
 from estimators.estimate import (
     Estimate,
     flag_degenerate,
+    inherit_untrusted,
     judged_elsewhere,
     log_mean_exp,
     log_z_parts,
@@ -99,7 +100,6 @@ def ais_log_likelihood(
         min_ess=min_ess,
     )
     estimate.num_betas = betas.numel()
-    if isinstance(log_z, Estimate) and not log_z.trusted:
-        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
+    inherit_untrusted(estimate, log_z)
     fraction = sum(fractions) / len(fractions)
     return flag_degenerate(estimate, fraction, statistics.median(spreads), stacklevel=2)

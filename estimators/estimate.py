@@ -21,6 +21,7 @@ __all__ = [
     "weight_degeneracy",
     "flag_degenerate",
     "judged_elsewhere",
+    "inherit_untrusted",
     "log_weight_diagnostics",
     "log_mean_exp",
     "log_z_parts",
@@ -197,6 +198,13 @@ def log_weight_diagnostics(log_w: Tensor) -> tuple[float, float]:
     n = log_w.numel()
     sd = float(log_w.double().std()) if n > 1 else 0.0
     return ess / n, sd
+
+
+def inherit_untrusted(estimate: Estimate, log_z: Estimate | float) -> Estimate:
+    """Mark ``estimate`` untrusted when the ``log_z`` it was computed from is; returns it."""
+    if isinstance(log_z, Estimate) and not log_z.trusted:
+        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
+    return estimate
 
 
 def log_z_parts(log_z: Estimate | float) -> tuple[float, float, str]:

@@ -8,7 +8,7 @@ import time
 import torch
 
 from ebm.model import EnergyModel
-from estimators.estimate import Estimate, log_z_parts
+from estimators.estimate import Estimate, inherit_untrusted, log_z_parts
 from estimators.exact import exact_free_energy
 
 __all__ = ["log_likelihood", "mean_of_examples"]
@@ -48,9 +48,7 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
                 values.append(-exact_free_energy(model, chunk).cpu())
     per_example = torch.cat(values) - lz
     estimate = mean_of_examples(per_example, lz, lz_se, "point", f"log Z: {lz_source}", start)
-    if isinstance(log_z, Estimate) and not log_z.trusted:
-        estimate.untrusted = f"log Z's interval is not to be trusted: {log_z.untrusted}"
-    return estimate
+    return inherit_untrusted(estimate, log_z)
 
 
 def mean_of_examples(

@@ -234,7 +234,7 @@ class Factor(nn.Module):
         @functools.wraps(init)
         def recording_init(self, *args, **kw):
             if "_init_call" not in self.__dict__:
-                object.__setattr__(self, "_init_call", (init, args, kw))
+                object.__setattr__(self, "_init_call", (args, kw))
             init(self, *args, **kw)
 
         cls.__init__ = recording_init
@@ -252,7 +252,7 @@ class Factor(nn.Module):
         call = self.__dict__.get("_init_call")
         if call is None:
             return {"blocks": list(self.blocks), "name": self.name}
-        _, args, kw = call
+        args, kw = call
         try:
             return {
                 "__call__": {
