@@ -162,6 +162,8 @@ class Units(nn.Module):
                 f"block {name!r}: expected data of shape (batch, {', '.join(map(str, self.shape))}) "
                 f"for {type(self).__name__}({self.extra_repr()}), got {tuple(x.shape)}"
             )
+        if x.is_complex():
+            raise ValueError(f"block {name!r}: data must be real, got {x.dtype}")
         if x.is_floating_point() and not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).nonzero()[0].tolist()
             raise ValueError(f"block {name!r}: data has a non-finite value at index {bad}")

@@ -266,6 +266,11 @@ CASES = {
         ValueError,
         "non-finite",
     ),
+    "log-likelihood complex data": (
+        lambda: estimators.log_likelihood(rbm(), torch.zeros(3, 4, dtype=torch.complex64), 1.0),
+        ValueError,
+        "data must be real, got torch.complex64",
+    ),
     "log-likelihood empty data": (
         lambda: estimators.log_likelihood(rbm(), torch.zeros(0, 4), 1.0),
         ValueError,
