@@ -10,11 +10,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ebm.base import FactorizedBase
+from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
 from estimators.distributed import run_shards, shard_seeds, split
-from estimators.estimate import Estimate, flag_degenerate, log_mean_exp
+from estimators.estimate import Estimate, flag_degenerate, inherit_untrusted, log_mean_exp
 from estimators.likelihood import log_likelihood
 from estimators.path import GeometricPath
 
@@ -52,22 +53,32 @@ def reverse_ais(
 ) -> Estimate:
     """RAISE: a stochastic lower bound on the mean log p(v) over the examples of ``data``.
 
-    For each example v, ``num_chains`` chains start at x_K = v (the hidden blocks summed out, as
-    if drawn exactly from p(h | v)) and anneal backwards along the geometric path with the
-    reversed transitions x_{j-1} ~ T~_{j-1}(. | x_j), j = K .. 2. The importance weight
+    The path's chains carry x = (v, h_K), the hidden blocks S summed out of its densities. For
+    each example v, ``num_chains`` chains start at x_K = (v, h_K) and anneal backwards along the
+    path with the reversed transitions x_{j-1} ~ T~_{j-1}(. | x_j), j = K .. 2. The importance
+    weight
 
-        log w = log f_K(v) - log Z_0 + sum_{j=1}^{K} [log f_{j-1}(x_j) - log f_j(x_j)]
+        log w = log f_K(x_K) - log Z_0 + sum_{j=1}^{K} [log f_{j-1}(x_j) - log f_j(x_j)]
+                - log q(h_K | v)
 
     has E[w] = p_ann(v), the probability of v under the annealing model (the distribution of the
     final state of forward AIS along the same path), which tends to p(v) as the path gets finer.
     So log p-hat(v) = log mean w satisfies E[log p-hat(v)] <= log p_ann(v): a stochastic lower
     bound, conservative where forward AIS is optimistic.
 
+    When the hidden blocks can be summed out together (an RBM), S is all of them, h_K is empty
+    and q = 1: the chains start at v as if h were drawn exactly from p(h | v) (Burda et al.). When
+    they cannot (a DBM), S is the summable set of hidden blocks that leaves the fewest states
+    (``exact.choose_sum_out``; h1 for a DBM with a small top layer) and each chain draws the
+    other hidden blocks h_K from the mean-field posterior q (``ebm.inference.mean_field``, fitted
+    to v): E_q[p_ann(v, h_K) / q(h_K | v)] = p_ann(v), so the bound holds for any q, and a q far
+    from p(h_K | v) shows as spread log-weights (a small ESS per example), not as a bias upward.
+
     The value is the mean over examples of log p-hat(v). ``stderr`` is the Monte Carlo error given
     these examples (per-example delta-method errors combined); the spread over examples, the
     error as an estimate of the expected log-likelihood, is in ``extras['stderr_examples']``.
-    Needs the hidden blocks summable together and the visible blocks conditionally independent
-    of each other (one colour class), as in an RBM. ``workers > 1`` splits the examples over Ray
+    Needs the blocks the chains carry in one colour class once S is drawn (v and h2 in a DBM, v
+    in an RBM). ``workers > 1`` splits the examples over Ray
     tasks (see ``estimators.distributed``); the combination is the same as in one run.
     ``path``: another annealing path (e.g. ``estimators.moment_averaged_path``) instead of the
     geometric one from ``base``; it is the path's own ``base`` then.
@@ -79,13 +90,8 @@ def reverse_ais(
     if path is not None and workers > 1:
         raise ValueError("workers > 1 shards the geometric path only")
     if path is None:
-        path = GeometricPath(model, base)
-        if sorted(path.sum_out) != sorted(model.hidden()) or len(path.groups) != 1:
-            raise ValueError(
-                "reverse AIS here needs the hidden blocks summable together and the visible blocks "
-                f"in one colour class; this model has hidden {model.hidden()}, schedule "
-                f"{model.schedule}"
-            )
+        path = _raise_path(model, base)
+    proposed = _proposed_blocks(model, path)
     state = model.validate_data(data)
     n = next(iter(state.values())).shape[0]
     if workers > 1:
@@ -117,7 +123,9 @@ def reverse_ais(
             chunk = {b: v[lo : lo + batch_size] for b, v in state.items()}
             m = next(iter(chunk.values())).shape[0]
             x = {b: v.repeat_interleave(num_chains, 0) for b, v in chunk.items()}
-            log_w = path.log_f(1.0, path.terms(x)) - path.log_z0
+            drawn, log_q = _posterior_draws(model, chunk, proposed, num_chains, generator)
+            x.update(drawn)
+            log_w = path.log_f(1.0, path.terms(x)) - path.log_z0 - log_q
             log_w = log_w + reverse_log_weights(path, x, beta_list, generator)
             for row in log_w.cpu().reshape(m, num_chains):
                 value, se, e = log_mean_exp(row)
@@ -138,6 +146,50 @@ def reverse_ais(
         path,
         start,
     )
+
+
+def _raise_path(model: EnergyModel, base: FactorizedBase | None) -> GeometricPath:
+    """The geometric path RAISE anneals along: from ``base`` (default: every block at zero
+    natural parameters, uniform for discrete units) with the hidden blocks summed out when they
+    can go together, else the summable set of hidden blocks that leaves the fewest states."""
+    if base is None:
+        base = FactorizedBase(model, {})
+    sum_out = GeometricPath.default_sum_out(model, base, model.hidden())
+    return GeometricPath(model, base, sum_out=sum_out)
+
+
+def _proposed_blocks(model: EnergyModel, path: GeometricPath) -> list[str]:
+    """The hidden blocks the chains carry (drawn from the mean-field posterior at the start);
+    refuses a path that sums out a visible block or whose chain blocks need more than one colour
+    class."""
+    hidden = model.hidden()
+    summed_visible = [b for b in path.sum_out if b not in hidden]
+    if summed_visible or len(path.groups) != 1:
+        raise ValueError(
+            "RAISE starts its chains at the data, so the path must keep every visible block and "
+            "carry blocks of one colour class; this path sums out "
+            f"{path.sum_out} and moves the colour classes {path.groups} (model schedule "
+            f"{model.schedule})"
+        )
+    return [b for b in hidden if b not in path.sum_out]
+
+
+def _posterior_draws(
+    model: EnergyModel, chunk: dict, blocks: list[str], num_chains: int, generator
+):
+    """``num_chains`` draws per example of the hidden ``blocks`` from the mean-field posterior
+    q(h | v) fitted to the examples of ``chunk``, and log q of each draw (float64); nothing and
+    0 when ``blocks`` is empty."""
+    if not blocks:
+        return {}, 0.0
+    q = mean_field(model, chunk)
+    drawn, log_q = {}, 0.0
+    for b in blocks:
+        natural = q.natural[b].repeat_interleave(num_chains, 0)
+        units = model.units[b]
+        drawn[b] = units.sample(natural, generator)
+        log_q = log_q + units.distribution(natural.double()).log_prob(drawn[b].double())
+    return drawn, log_q
 
 
 def _raise_estimate(
@@ -204,6 +256,11 @@ def sandwich(
     ``estimators.moment_averaged_path``) replaces the geometric path in both directions.
     ``log_z``: a forward AIS estimate of log Z already made for this model (a point estimate
     with its stderr) to use for the upper end instead of running forward AIS again.
+
+    The upper end needs the free energy F(v) exactly: in closed form when the hidden blocks can
+    be summed out together, else by enumerating some of them per example
+    (``exact.exact_free_energy``: a DBM with a small layer); a DBM with no layer small enough is
+    refused before any annealing runs. The bracket is marked untrusted when either end is.
     """
     start = time.perf_counter()
     state = model.validate_data(data)
@@ -217,16 +274,16 @@ def sandwich(
         "workers": workers,
         "path": path,
     }
-    if log_z is None:
-        log_z = ais(model, num_chains=num_chains, **anneal)
-    elif log_z.kind != "point" or log_z.quantity != "log Z":
+    if log_z is not None and (log_z.kind != "point" or log_z.quantity != "log Z"):
         raise ValueError(
             f"log_z must be a point estimate of log Z (forward AIS), got {log_z.kind} "
             f"{log_z.quantity!r} from {log_z.method}"
         )
-    upper_ll = log_likelihood(model, state, log_z)
+    minus_f = log_likelihood(model, state, 0.0)  # mean -F(v), before the long runs
+    if log_z is None:
+        log_z = ais(model, num_chains=num_chains, **anneal)
     upper = Estimate(
-        value=upper_ll.value,
+        value=minus_f.value - log_z.value,
         kind="upper_bound",
         method="AIS",
         quantity="mean log p(v)",
@@ -236,15 +293,16 @@ def sandwich(
         num_betas=log_z.num_betas,
         seconds=log_z.seconds,
         extras={
-            "examples": upper_ll.extras["examples"],
+            "examples": minus_f.extras["examples"],
             "log_z": log_z,
-            "stderr_examples": upper_ll.extras["stderr_examples"],
+            "stderr_examples": minus_f.extras["stderr_examples"],
         },
     )
+    inherit_untrusted(upper, log_z)
     lower = reverse_ais(model, state, num_chains=reverse_chains, **anneal)
     lo = lower.value - 1.96 * lower.stderr
     hi = upper.value + 1.96 * upper.stderr
-    return Estimate(
+    bracket = Estimate(
         value=(lower.value + upper.value) / 2,
         kind="bracket",
         method="sandwich (RAISE, AIS)",
@@ -255,3 +313,6 @@ def sandwich(
         seconds=time.perf_counter() - start,
         extras={"lower": lower, "upper": upper, "examples": lower.extras["examples"]},
     )
+    untrusted = [f"{e.kind}: {e.untrusted}" for e in (lower, upper) if not e.trusted]
+    bracket.untrusted = "; ".join(untrusted) or None
+    return bracket
