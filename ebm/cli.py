@@ -55,10 +55,59 @@ def usage_error(what: str, message: str) -> NoReturn:
     raise typer.Exit(USAGE_ERROR) from None
 
 
-def load_model(path: Path) -> ebm.EnergyModel:
-    """``ebm.load(path)``, a refused file reported as a usage error (exit status 2)."""
+def load_model(path: Path, imports: list[str] | None = None) -> ebm.EnergyModel:
+    """``ebm.load(path)`` after importing ``imports`` (``import_definitions``), a refused file
+    reported as a usage error (exit status 2); an unknown factor or unit type names --import."""
+    import_definitions(imports or [])
     with user_input("cannot load the model"):
-        return ebm.load(path)
+        try:
+            return ebm.load(path)
+        except ValueError as err:
+            if str(err).startswith(("unknown factor type", "unknown unit type")):
+                raise ValueError(
+                    f"{err}; for a custom type, import the module that defines and registers it "
+                    f"with --import MODULE_OR_FILE"
+                ) from None
+            raise
+
+
+def import_definitions(specs: list[str]) -> None:
+    """Import each of ``specs`` (a module name, or the path of a .py file) so that the factor
+    and unit types it registers (``ebm.factors.register``) can be loaded. A module that cannot
+    be found is a usage error (exit status 2); an error inside the user's module keeps its
+    traceback."""
+    import importlib
+    import importlib.util
+    import sys
+
+    for spec in specs:
+        path = Path(spec)
+        if spec.endswith(".py") or path.is_file():
+            if not path.is_file():
+                usage_error(f"--import {spec}", f"no such file: {spec}")
+            name = f"_ebm_user_{path.stem}"
+            loader = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[name] = module
+            loader.loader.exec_module(module)
+            continue
+        try:
+            importlib.import_module(spec)
+        except ModuleNotFoundError as err:
+            if err.name is None or not spec.startswith(err.name):
+                raise  # the user's module imports something missing: its own traceback
+            usage_error(
+                f"--import {spec}",
+                f"no module named {err.name!r} (give a module on the Python path or a .py file)",
+            )
+
+
+#: the ``--import`` option of the commands that load a model
+IMPORT_OPTION = typer.Option(
+    None,
+    "--import",
+    help="a module or .py file defining custom factors to import first (repeatable)",
+)
 
 
 class Method(str, Enum):
@@ -212,6 +261,7 @@ def estimate(
     seed: int = typer.Option(0),
     examples: int = typer.Option(100, min=1, help="test examples for the sandwich"),
     workers: int = typer.Option(1, min=1, help="Ray tasks to shard AIS/RAISE over"),
+    imports: list[str] = IMPORT_OPTION,
 ):
     """Print log Z (with its error) and the test log-likelihood of a saved model.
 
@@ -221,7 +271,7 @@ def estimate(
     the moment-averaged path (binary RBMs) instead of the geometric one."""
     if path == PathName.mavg and method in (Method.exact, Method.bridge):
         raise typer.BadParameter(f"--path mavg is for --method ais or sandwich, not {method.value}")
-    model = load_model(model_path)
+    model = load_model(model_path, imports)
     train_data, test = load_data(data, binarize, seed)
     check_fits(model, train_data, data)
     gen = torch.Generator().manual_seed(seed)
@@ -356,6 +406,13 @@ def compare(
     json_out: Path = typer.Option(None, "--json", help="write the results as JSON here"),
     html_out: Path = typer.Option(None, "--html", help="write an HTML report with plots here"),
     seed: int = typer.Option(0),
+    statistic: list[str] = typer.Option(
+        None,
+        "--statistic",
+        help="a statistic to diagnose: 'energy' or a block name (its mean; a one-hot block's "
+        "mean category index); repeatable; default: the energy and every block",
+    ),
+    imports: list[str] = IMPORT_OPTION,
 ):
     """Compare samplers on one model with equal budgets: ESS per second (bulk and tail), split
     R-hat, autocorrelation time, acceptance or swap rates and, where p(v) can be enumerated,
@@ -372,7 +429,7 @@ def compare(
         path = Path(model_path)
         if not path.is_file():
             raise typer.BadParameter(f"no model file {path} (or use 'bimodal')")
-        model = load_model(path)
+        model = load_model(path, imports)
     names = list(dict.fromkeys(sampler))
     with user_input("compare on this model"):
         result = samplers.compare(
@@ -384,6 +441,7 @@ def compare(
             burn_in=burn_in,
             names=[n.value for n in names],
             seed=seed,
+            statistics=statistic or None,
         )
     result.print(console if console.is_terminal else Console(width=max(console.width, 150)))
     if json_out is not None:

@@ -92,6 +92,11 @@ class Units(nn.Module):
         """Sufficient statistic t(x) through which factors see the block (identity by default)."""
         return x
 
+    def summary(self, x: Tensor) -> Tensor:
+        """One number per row that moves when the block's state does, for trace diagnostics: the
+        mean of the units' statistic (shape (batch,))."""
+        return self.statistic(x).flatten(1).mean(1)
+
     def base_energy(self, x: Tensor) -> Tensor:
         """E_0(x), summed over the block: shape (batch,). Zero for discrete units."""
         return x.new_zeros(x.shape[0])
@@ -359,6 +364,11 @@ class Categorical(Units):
 
     def config(self) -> dict[str, Any]:
         return {"n": self.n, "k": self.k}
+
+    def summary(self, x: Tensor) -> Tensor:
+        """The mean category index (0 .. k-1) over the units: the mean of the one-hot statistic
+        is 1/k whatever the state, so it cannot show a chain moving."""
+        return x.argmax(-1).to(x.dtype).flatten(1).mean(1)
 
     def distribution(self, natural: Tensor) -> distributions.Distribution:
         return distributions.Independent(distributions.OneHotCategorical(logits=natural), 1)

@@ -52,10 +52,12 @@ MIN_SWAP = 0.2
 
 
 def default_statistics(model: EnergyModel) -> dict[str, Statistic]:
-    """The energy E(x) and, for every block, the mean of its units' statistic."""
+    """The energy E(x) and, for every block b (visible and hidden), ``mean b``: its units'
+    ``summary`` (``ebm.units.Units.summary``), the mean of their statistic, or for one-hot
+    Categorical blocks the mean category index (their statistic's mean is 1/k in every state)."""
     stats: dict[str, Statistic] = {"energy": lambda s: model.energy(s)}
     for b in model.blocks:
-        stats[f"mean {b}"] = lambda s, b=b: model.units[b].statistic(s[b]).flatten(1).mean(1)
+        stats[f"mean {b}"] = lambda s, b=b: model.units[b].summary(s[b])
     return stats
 
 
@@ -95,13 +97,21 @@ class SamplerResult:
     noise_floor: float | None = None
     effective_draws: float | None = None
     noise_floor_effective: float | None = None
+    unmoved: dict[str, int] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     traces: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def trusted(self) -> bool:
         """No finding: nothing measured here says the draws should not be trusted."""
         return not self.findings
+
+    def informative(self) -> dict[str, ChainSummary]:
+        """The statistics that changed in every chain (all of them when none did): those whose
+        ESS, R-hat and autocorrelation time say something about mixing."""
+        moving = {k: s for k, s in self.statistics.items() if s.varying_chains == s.chains}
+        return moving or self.statistics
 
     def ess_per_second(self, kind: str = "bulk") -> dict[str, float]:
         """ESS (``"bulk"`` or ``"tail"``) per second of sampling, per statistic."""
@@ -171,9 +181,10 @@ class Comparison:
     @staticmethod
     def row(r: SamplerResult) -> list[str]:
         """The cells of ``r``'s line in the summary table (``COLUMNS``)."""
-        s = list(r.statistics.values())
-        bulk = min(r.ess_per_second("bulk").values())
-        tail = min(r.ess_per_second("tail").values())
+        used = r.informative()
+        s = list(used.values())
+        bulk = min(v for k, v in r.ess_per_second("bulk").items() if k in used)
+        tail = min(v for k, v in r.ess_per_second("tail").items() if k in used)
         rhat = max((x.rhat for x in s), key=lambda v: v if math.isfinite(v) else math.inf)
         tau = max(x.tau for x in s)
         tv = (
@@ -206,6 +217,8 @@ class Comparison:
             console.print(f"[bold]{r.name}[/]:")
             for line in r.findings or ["no problem found"]:
                 console.print(f"  - {line}", markup=False)
+            for line in r.notes:
+                console.print(f"  - note: {line}", markup=False)
         console.print(self.exact_note, markup=False)
 
     def __str__(self) -> str:
@@ -386,7 +399,10 @@ def _statistics(model, statistics) -> dict[str, Statistic]:
         for b in statistics:
             key = f"mean {b}" if f"mean {b}" in defaults else b
             if key not in defaults:
-                raise ValueError(f"unknown statistic {b!r}: give a block name, 'energy' or a dict")
+                raise ValueError(
+                    f"unknown statistic {b!r}: give 'energy', a block name "
+                    f"({', '.join(model.blocks)}) or a dict of functions"
+                )
             out[key] = defaults[key]
     if not out:
         raise ValueError("no statistic to diagnose")
@@ -456,12 +472,14 @@ def _run_one(
         traces = {k: np.empty((chains, keep)) for k in stats}
         counts = None if p_exact is None else torch.zeros(len(p_exact), dtype=torch.int64)
         accept_sum, accept_n = 0.0, 0
+        moves = _Moves()
         for i in tqdm(range(keep), desc=name, disable=not progress, leave=False):
             t0 = time.perf_counter()
             state = sampler.step(state)
             _sync(device)
             elapsed += time.perf_counter() - t0
             x = target(state)
+            moves.observe(x)
             for k, fn in stats.items():
                 traces[k][:, i] = fn(x).detach().double().cpu().numpy()
             if counts is not None:
@@ -482,6 +500,7 @@ def _run_one(
         seconds=elapsed,
         statistics=summaries,
         acceptance=accept_sum / accept_n if accept_n else None,
+        unmoved=moves.unmoved(),
         traces=traces,
     )
     if hasattr(sampler, "swap_rates"):
@@ -500,14 +519,71 @@ def _run_one(
             p_exact, round(result.effective_draws), seed=seed
         )
     result.findings = findings(result)
+    result.notes = _constant_statistics(result)
     return result
 
 
+class _Moves:
+    """Per block, which chains' states changed at least once over the kept draws; stops comparing
+    once every chain of every block has moved."""
+
+    def __init__(self):
+        self.previous: dict | None = None
+        self.moved: dict[str, torch.Tensor] = {}
+
+    def observe(self, x: dict) -> None:
+        if self.moved and all(bool(m.all()) for m in self.moved.values()):
+            return
+        if self.previous is not None:
+            for b, v in x.items():
+                changed = (v != self.previous[b]).flatten(1).any(1)
+                self.moved[b] = changed | self.moved[b] if b in self.moved else changed
+        self.previous = {b: v.clone() for b, v in x.items()}
+
+    def unmoved(self) -> dict[str, int]:
+        """Block -> the number of chains in which it never changed (empty before two draws)."""
+        return {b: int((~m.cpu()).sum()) for b, m in self.moved.items()}
+
+
+def _reads_a_still_block(r: SamplerResult, key: str) -> bool:
+    """Whether statistic ``key`` reads a block that did not move in some chain: block b for
+    ``mean b``, any block otherwise; True when the movement of the blocks was not recorded."""
+    if not r.unmoved:
+        return True
+    block = key[len("mean ") :] if key.startswith("mean ") else None
+    blocks = [block] if block in r.unmoved else list(r.unmoved)
+    return any(r.unmoved[b] for b in blocks)
+
+
+def _constant_statistics(r: SamplerResult) -> list[str]:
+    """Notes on statistics constant in some chain although the blocks they read moved in every
+    chain: they say nothing about mixing and are left out of the findings and the table."""
+    return [
+        f"'{k}' stayed constant in {s.chains - s.varying_chains} of {s.chains} chains while the "
+        f"states it reads moved in every chain: it cannot show mixing (uninformative), so it is "
+        f"left out of the verdict; choose other statistics (statistics=...)."
+        for k, s in r.statistics.items()
+        if s.varying_chains < s.chains and not _reads_a_still_block(r, k)
+    ]
+
+
 def findings(r: SamplerResult) -> list[str]:
-    """Plain-words reasons not to trust a sampler's draws (empty when none is found)."""
+    """Plain-words reasons not to trust a sampler's draws (empty when none is found). A block
+    whose state never changed in some chain is a finding (never updated, or stuck); a statistic
+    constant in some chain is one only when the blocks it reads did not all move (otherwise it
+    is uninformative: a note, not a finding)."""
     out = []
+    for b, n in r.unmoved.items():
+        if n:
+            where = "any chain" if n == r.chains else f"{n} of {r.chains} chains"
+            out.append(
+                f"block '{b}' never changed in {where}: a block that is never updated, or chains "
+                f"stuck in one state."
+            )
     for k, s in r.statistics.items():
         if s.varying_chains < s.chains:
+            if not _reads_a_still_block(r, k):
+                continue
             where = (
                 "any chain"
                 if s.varying_chains == 0

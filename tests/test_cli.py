@@ -110,6 +110,80 @@ def small_model(tmp_path_factory):
     return path
 
 
+PATCH_FACTOR = """
+import torch
+import ebm
+
+
+@ebm.factors.register
+class PatchDense(ebm.factors.Factor):
+    \"\"\"-v^T (W * mask) h: a dense factor restricted to patches by a fixed 0/1 mask.\"\"\"
+
+    def __init__(self, a, b, mask, name=None):
+        super().__init__(a, b, name=name)
+        self.mask = torch.as_tensor(mask, dtype=torch.float32)
+        self.weight = torch.nn.Parameter(0.5 * torch.ones(self.mask.shape))
+
+    def energy(self, stats):
+        w = self.weight * self.mask
+        return -((stats[self.blocks[0]] @ w) * stats[self.blocks[1]]).sum(-1)
+"""
+
+
+@pytest.fixture(scope="module")
+def custom_model(tmp_path_factory):
+    """(model file, defining file): a 4x3 RBM whose weights are a custom, registered factor
+    (``PatchDense``) defined in a .py file this process imports and the CLI's does not."""
+    import importlib.util
+
+    folder = tmp_path_factory.mktemp("custom")
+    source = folder / "patch_factor.py"
+    source.write_text(PATCH_FACTOR)
+    spec = importlib.util.spec_from_file_location("_test_patch_factor", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    mask = [[1, 1, 0], [1, 1, 0], [0, 1, 1], [0, 1, 1]]
+    g = ebm.Graph().add_block("v", ebm.units.Bernoulli(4), visible=True)
+    g.add_block("h", ebm.units.Bernoulli(3)).add_factor(module.PatchDense("v", "h", mask))
+    path = folder / "patch.safetensors"
+    ebm.EnergyModel(g).save(path)
+    ebm.factors.FACTOR_TYPES.pop("PatchDense")
+    return path, source
+
+
+def test_the_cli_loads_a_custom_factor_with_import(custom_model):
+    """``--import FILE`` defines the custom factor before loading: ``estimate`` computes its
+    exact log Z (equal to the one computed here) and ``compare`` runs on it."""
+    path, source = custom_model
+    est = run_cli(
+        "estimate",
+        str(path),
+        "--import",
+        str(source),
+        "--data",
+        "bars-and-stripes:2",
+        "--method",
+        "exact",
+    )
+    assert est.returncode == 0, est.stderr
+    cmp = run_cli(
+        "compare",
+        str(path),
+        "--import",
+        str(source),
+        "-s",
+        "gibbs",
+        "--sweeps",
+        "2000",
+        "--statistic",
+        "energy",
+        "--statistic",
+        "h",
+    )
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    assert "no problem found" in cmp.stdout
+
+
 USER_MISTAKES = {
     "not a model file": (
         ["estimate", "/etc/hostname", "--data", "digits", "--method", "exact"],
@@ -136,17 +210,36 @@ USER_MISTAKES = {
         "--lr -1.0 is out of range",
     ),
     "compare a file that is no model": (["compare", "/etc/hostname"], "not a safetensors file"),
+    "a custom factor without --import": (
+        ["compare", "{custom}"],
+        "register it with --import MODULE_OR_FILE",
+    ),
+    "import a module that does not exist": (
+        ["compare", "{model}", "--import", "no_such_module_of_factors"],
+        "--import no_such_module_of_factors: no module named",
+    ),
+    "import a file that does not exist": (
+        ["estimate", "{model}", "--import", "{tmp}/nowhere.py"],
+        "no such file",
+    ),
+    "an unknown statistic": (
+        ["compare", "{model}", "--statistic", "nope", "--sweeps", "50"],
+        "unknown statistic 'nope'",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(USER_MISTAKES))
-def test_user_mistakes_print_one_line_and_exit_2(case, tmp_path, small_model):
+def test_user_mistakes_print_one_line_and_exit_2(case, tmp_path, small_model, custom_model):
     """Each mistake in the user's input: exit status 2, one line on stderr naming the problem,
     no traceback, nothing on stdout but what ran before it."""
     args, message = USER_MISTAKES[case]
     pickle = tmp_path / "model.pt"
     pickle.write_bytes(b"\x80\x04K\x01.")
-    args = [a.format(tmp=tmp_path, model=small_model, pickle=pickle) for a in args]
+    args = [
+        a.format(tmp=tmp_path, model=small_model, pickle=pickle, custom=custom_model[0])
+        for a in args
+    ]
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]

@@ -406,3 +406,85 @@ def test_cli_compare_writes_json_and_html(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "not converged" in page
     missing = CliRunner().invoke(app, ["compare", str(tmp_path / "none.safetensors")])
     assert missing.exit_code != 0 and "no model file" in missing.output
+
+
+def _categorical_rbm(seed=0):
+    """Categorical(3 units, 3 states)-visible RBM with 3 Bernoulli hidden units, weights ~ N(0, 1)."""
+    g = ebm.Graph()
+    g.add_block("v", ebm.units.Categorical(3, 3), visible=True)
+    g.add_block("h", ebm.units.Bernoulli(3))
+    weight = torch.randn(9, 3, generator=torch.Generator().manual_seed(seed))
+    g.add_factor(ebm.factors.Dense("v", "h", weight=weight))
+    return ebm.EnergyModel(g)
+
+
+class Frozen:
+    """A stuck sampler: block Gibbs's start, never moved."""
+
+    def __init__(self, model):
+        self.inner = samplers.BlockGibbs(model)
+
+    def init(self, num_chains, generator=None):
+        return self.inner.init(num_chains, generator)
+
+    def step(self, state):
+        return state
+
+
+@pytest.mark.parametrize(
+    "name, build",
+    [
+        ("categorical", lambda: _categorical_rbm()),
+        ("gaussian", lambda: ebm.models.gaussian_rbm(3, 3, init_scale=0.5)),
+        ("dbm", lambda: ebm.models.dbm([4, 3, 2], init_scale=0.5)),
+    ],
+)
+def test_default_statistics_trust_block_gibbs_on_every_unit_type(name, build):
+    """With the default statistics (energy, each block's summary: the mean category index of a
+    one-hot block), block Gibbs on small well-mixing Categorical, Gaussian and DBM models has no
+    finding; a sampler that never moves on the same model is flagged as stuck, block by block."""
+    torch.manual_seed(0)
+    model = build()
+    result = samplers.compare(
+        model, [samplers.BlockGibbs, Frozen], num_chains=4, sweeps=1500, progress=False
+    )
+    good, bad = result["BlockGibbs"], result["Frozen"]
+    assert good.trusted, good.findings
+    assert good.notes == [] and good.unmoved == {b: 0 for b in model.blocks}
+    assert not bad.trusted
+    for b in model.blocks:
+        assert f"block '{b}' never changed in any chain" in " ".join(bad.findings)
+
+
+def test_one_hot_summary_is_the_mean_category_index():
+    units = ebm.units.Categorical(2, 3)
+    x = torch.nn.functional.one_hot(torch.tensor([[0, 2], [1, 1]]), 3).float()
+    assert units.summary(x).tolist() == [1.0, 1.0]
+    assert ebm.units.Bernoulli(2).summary(torch.tensor([[0.0, 1.0], [1.0, 1.0]])).tolist() == [
+        0.5,
+        1.0,
+    ]
+
+
+def test_a_constant_statistic_on_moving_chains_is_a_note_not_a_finding():
+    """The mean of the one-hot statistic is 1/k in every state: on chains that move it is
+    reported as uninformative (a note), while the verdict rests on the other statistics."""
+    model = _categorical_rbm()
+    one_hot_mean = {
+        "energy": lambda s: model.energy(s),
+        "one-hot mean": lambda s: s["v"].flatten(1).mean(1),
+    }
+    result = samplers.compare(
+        model,
+        [samplers.BlockGibbs],
+        num_chains=4,
+        sweeps=1500,
+        statistics=one_hot_mean,
+        progress=False,
+    )
+    r = result["BlockGibbs"]
+    assert r.trusted, r.findings
+    assert len(r.notes) == 1 and "'one-hot mean'" in r.notes[0] and "uninformative" in r.notes[0]
+    assert "note: 'one-hot mean'" in str(result)
+    row = result.row(r)
+    assert row[COLUMNS.index("max R-hat")] != "nan"
