@@ -59,6 +59,8 @@ class EnergyModel(nn.Module):
         self.factors = nn.ModuleDict(graph.factors)
         self.blocks: list[str] = graph.blocks
         self.visible: list[str] = graph.visible
+        #: False when the graph marked no block ``visible=True`` (the first block is then taken)
+        self.visible_marked = bool(graph._visible)
         self.schedule: list[list[str]] = graph.schedule()
         # an empty buffer that .to() moves: device and dtype are defined even with no parameters
         self.register_buffer("_anchor", torch.empty(0), persistent=False)
@@ -144,19 +146,29 @@ class EnergyModel(nn.Module):
         """Turn data into a state over the visible blocks, checking values like the units do.
 
         A tensor is accepted when the model has a single visible block. Values are cast to the
-        model's dtype and device after validation.
+        model's dtype and device after validation. When the graph marked no block visible, the
+        first block is the visible one, and a refusal of the data says so.
         """
         if not isinstance(data, dict):
             if len(self.visible) != 1:
                 raise ValueError(f"model has visible blocks {self.visible}: pass data as a dict")
             data = {self.visible[0]: data}
         out = {}
-        for b, x in data.items():
-            if b not in self.units:
-                raise ValueError(f"data has unknown block {b!r}; model blocks: {self.blocks}")
-            x = self.units[b].validate(x, b)
-            out[b] = x.to(device=self.device, dtype=self.dtype)
-        self.check_state(out, blocks=list(out))
+        try:
+            for b, x in data.items():
+                if b not in self.units:
+                    raise ValueError(f"data has unknown block {b!r}; model blocks: {self.blocks}")
+                x = self.units[b].validate(x, b)
+                out[b] = x.to(device=self.device, dtype=self.dtype)
+            self.check_state(out, blocks=list(out))
+        except ValueError as err:
+            if self.visible_marked:
+                raise
+            raise ValueError(
+                f"{err} (no block of this model's graph is marked visible=True, so its first "
+                f"block {self.visible[0]!r} is taken as the visible one: mark the observed "
+                f"blocks with Graph.add_block(..., visible=True))"
+            ) from None
         return out
 
     def statistics(self, state: State) -> State:

@@ -383,7 +383,7 @@ def compare(
 
 def _describe(model: EnergyModel) -> str:
     blocks = ", ".join(
-        f"{b}: {type(model.units[b]).__name__}({model.units[b].n})" for b in model.blocks
+        f"{b}: {type(model.units[b]).__name__}({model.units[b].extra_repr()})" for b in model.blocks
     )
     return f"EnergyModel({blocks})"
 

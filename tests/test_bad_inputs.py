@@ -26,6 +26,13 @@ def data():
     return ebm.datasets.bars_and_stripes(2)  # 6 x 4
 
 
+def unmarked_rbm():
+    """An RBM whose graph marks no block visible: its first block, h (3 units), is taken."""
+    g = ebm.Graph().add_block("h", ebm.units.Bernoulli(3)).add_block("v", ebm.units.Bernoulli(4))
+    g.add_factor(ebm.factors.Dense("v", "h"))
+    return ebm.EnergyModel(g)
+
+
 def categorical_rbm():
     g = ebm.Graph()
     g.add_block("v", ebm.units.Categorical(2, 3), visible=True)
@@ -332,6 +339,16 @@ CASES = {
         lambda: fit(model=ebm.models.crbm(2, 2, 1), train={"v": torch.zeros(6, 2)}),
         ValueError,
         r"lacks visible block\(s\) \['past'\]",
+    ),
+    "fit a graph with no visible block marked": (
+        lambda: fit(model=unmarked_rbm(), train=torch.zeros(6, 4)),
+        ValueError,
+        r"first block 'h' is taken as the visible one: mark the observed blocks",
+    ),
+    "log-likelihood on a graph with no visible block marked": (
+        lambda: estimators.log_likelihood(unmarked_rbm(), torch.zeros(6, 4), 0.0),
+        ValueError,
+        r"no block of this model's graph is marked visible=True",
     ),
     # compare
     "compare zero chains": (lambda: compare(num_chains=0), ValueError, "num_chains"),
