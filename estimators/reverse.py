@@ -155,21 +155,25 @@ def _raise_path(model: EnergyModel, base: FactorizedBase | None) -> GeometricPat
     if base is None:
         base = FactorizedBase(model, {})
     sum_out = GeometricPath.default_sum_out(model, base, model.hidden())
-    return GeometricPath(model, base, sum_out=sum_out)
+    path = GeometricPath(model, base, sum_out=sum_out)
+    if len(path.groups) != 1:
+        raise ValueError(
+            "RAISE needs the blocks its chains carry in one colour class once the summed-out "
+            f"blocks {path.sum_out} are drawn; they fall in {path.groups} (model schedule "
+            f"{model.schedule})"
+        )
+    return path
 
 
 def _proposed_blocks(model: EnergyModel, path: GeometricPath) -> list[str]:
     """The hidden blocks the chains carry (drawn from the mean-field posterior at the start);
-    refuses a path that sums out a visible block or whose chain blocks need more than one colour
-    class."""
+    refuses a path that sums out a visible block."""
     hidden = model.hidden()
     summed_visible = [b for b in path.sum_out if b not in hidden]
-    if summed_visible or len(path.groups) != 1:
+    if summed_visible:
         raise ValueError(
-            "RAISE starts its chains at the data, so the path must keep every visible block and "
-            "carry blocks of one colour class; this path sums out "
-            f"{path.sum_out} and moves the colour classes {path.groups} (model schedule "
-            f"{model.schedule})"
+            "RAISE starts its chains at the data, so the path must keep every visible block; "
+            f"this path sums out {summed_visible}"
         )
     return [b for b in hidden if b not in path.sum_out]
 

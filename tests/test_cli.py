@@ -212,7 +212,7 @@ USER_MISTAKES = {
     "compare a file that is no model": (["compare", "/etc/hostname"], "not a safetensors file"),
     "a custom factor without --import": (
         ["compare", "{custom}"],
-        "register it with --import MODULE_OR_FILE",
+        "defines and registers it with --import MODULE_OR_FILE",
     ),
     "import a module that does not exist": (
         ["compare", "{model}", "--import", "no_such_module_of_factors"],
