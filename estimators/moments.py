@@ -36,7 +36,9 @@ from ebm.base import FactorizedBase
 from ebm.enumeration import describe_count
 from ebm.factors import Bias, Dense
 from ebm.model import EnergyModel
+from ebm.models import rbm
 from ebm.units import Bernoulli
+from samplers.sweep import gibbs_sweep
 
 __all__ = ["MomentAveragedPath", "moment_averaged_path", "rbm_parameters", "rbm_moments"]
 
@@ -129,12 +131,46 @@ def _match_exact(target: Moments, start: Params, hs: Tensor, max_iter: int) -> P
     return w.detach(), b.detach(), c.detach()
 
 
-def _gibbs(params: Params, v: Tensor, generator) -> tuple[Tensor, Tensor]:
-    """One sweep h ~ p(h | v), v ~ p(v | h); returns the new v and E[h | new v]."""
-    w, b, c = params
-    h = torch.bernoulli(torch.sigmoid(c + v @ w), generator=generator)
-    v = torch.bernoulli(torch.sigmoid(b + h @ w.T), generator=generator)
-    return v, torch.sigmoid(c + v @ w)
+class _RBMAt:
+    """A binary RBM (``ebm.models.rbm``, blocks v and h) whose parameters are set to theta before
+    each use: the path's intermediate distributions, sampled by the project's one block Gibbs
+    update (``samplers.sweep``)."""
+
+    def __init__(self, like: Params):
+        w, b, c = like
+        self.model = rbm(
+            b.numel(),
+            c.numel(),
+            weight=torch.zeros_like(w),
+            visible_bias=torch.zeros_like(b),
+            hidden_bias=torch.zeros_like(c),
+        )
+        factors = list(self.model.factors.values())
+        self._weight = next(f.weight for f in factors if isinstance(f, Dense))
+        self._bias = {f.blocks[0]: f.bias for f in factors if isinstance(f, Bias)}
+        self._theta: Params | None = None
+
+    def set(self, theta: Params) -> _RBMAt:
+        if theta is not self._theta:
+            w, b, c = theta
+            with torch.no_grad():
+                self._weight.copy_(w)
+                self._bias["v"].copy_(b)
+                self._bias["h"].copy_(c)
+            self._theta = theta
+        return self
+
+    def sweep(self, v: Tensor, generator) -> Tensor:
+        """One sweep h ~ p(h | v), v ~ p(v | h); returns the new v."""
+        state = self.model.with_placeholders({"v": v}, ["h"])
+        return gibbs_sweep(self.model, state, [["h"], ["v"]], generator)["v"]
+
+    def gibbs(self, v: Tensor, generator) -> tuple[Tensor, Tensor]:
+        """``sweep``, and E[h | new v] (for Rao-Blackwellised moments)."""
+        m = self.model
+        v = self.sweep(v, generator)
+        with torch.no_grad():
+            return v, m.units["h"].mean(m.natural("h", m.with_placeholders({"v": v}, ["h"])))
 
 
 def _chain_moments(v: Tensor, ph: Tensor) -> Moments:
@@ -145,11 +181,12 @@ def _chain_moments(v: Tensor, ph: Tensor) -> Moments:
 def _sampled_moments(params: Params, v: Tensor, sweeps: int, generator) -> tuple[Moments, Tensor]:
     """Moments of the RBM estimated by ``sweeps`` Gibbs sweeps of the chains ``v`` after as many
     sweeps of burn-in (the second half of the run is averaged); returns them and the chains."""
+    chain = _RBMAt(params).set(params)
     for _ in range(sweeps):
-        v, _ = _gibbs(params, v, generator)
+        v, _ = chain.gibbs(v, generator)
     total = None
     for _ in range(sweeps):
-        v, ph = _gibbs(params, v, generator)
+        v, ph = chain.gibbs(v, generator)
         m = _chain_moments(v, ph)
         total = m if total is None else tuple(t + x for t, x in zip(total, m, strict=True))
     return tuple(t / sweeps for t in total), v
@@ -167,8 +204,9 @@ def _match_sampled(
     half = steps // 2
     avg = [torch.zeros_like(p) for p in (w, b, c)]
     seen = [torch.zeros_like(x) for x in target]
+    chain = _RBMAt(start)
     for step in range(steps):
-        v, ph = _gibbs((w, b, c), v, generator)
+        v, ph = chain.set((w, b, c)).gibbs(v, generator)  # a new tuple: the values changed
         mv, mh, mvh = _chain_moments(v, ph)
         w += lr * (evh - mvh)
         b += lr * (ev - mv)
@@ -246,6 +284,7 @@ class MomentAveragedPath:
         bar.close()
         self.thetas = [tuple(p.to(model.dtype) for p in t) for t in thetas]
         self._recent: dict[float, Params] = {}
+        self._chain = _RBMAt(self.thetas[-1])
 
     def _fit_exact(self, theta_a: Params, theta_b: Params, max_iter: int, bar) -> list[Params]:
         theta_a, theta_b = (tuple(p.double() for p in t) for t in (theta_a, theta_b))
@@ -324,10 +363,7 @@ class MomentAveragedPath:
     def transition(self, x: dict, beta: float, v: Tensor, generator=None, reverse: bool = False):
         """h ~ p_beta(h | v), then v ~ p_beta(v | h): reversible for p_beta(v), so the reverse
         transition is the same."""
-        w, b, c = self.theta(beta)
-        units = self.model.units
-        h = units[self.h].sample(c + v @ w, generator)
-        return {self.v: units[self.v].sample(b + h @ w.T, generator)}
+        return {self.v: self._chain.set(self.theta(beta)).sweep(v, generator)}
 
 
 def moment_averaged_path(

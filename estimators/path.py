@@ -9,10 +9,11 @@ import torch
 from torch import Tensor
 
 from ebm.base import FactorizedBase
-from ebm.factors.base import kept_buffer, swap_buffer
+from ebm.factors.base import kept_buffer
 from ebm.model import EnergyModel
 from estimators.exact import choose_sum_out
 from samplers.hmc import hmc_step
+from samplers.sweep import update_class
 
 __all__ = ["GeometricPath", "PathTerms"]
 
@@ -300,20 +301,22 @@ class GeometricPath:
         bit. Blocks with a quadratic term or moved by HMC are drawn as without ``work``."""
         m = self.model
         x = dict(x)
-        for u in self.sum_out:
-            extra = m.given_quadratic(u, _scaled(beta, t.quadratic.get(u)))
-            eta = t.eta[u]
-            if work is None or extra:
-                x[u] = m.units[u].sample_(beta * eta, generator, **extra)
-            else:
-                scaled = torch.mul(
-                    eta, beta, out=kept_buffer(work, ("path.draw", u), eta.shape, eta)
+        if self.sum_out:  # S afresh from the parameters the densities already needed
+            x.update(
+                update_class(
+                    m,
+                    x,
+                    self.sum_out,
+                    generator,
+                    beta,
+                    given=t.eta,
+                    given_quadratic=t.quadratic,
+                    work=work,
                 )
-                x[u] = m.units[u].sample_(scaled, generator)
+            )
         for group in reversed(self.groups) if reverse else self.groups:
-            stats = m.statistics(x)
-            new = {}
             smooth = [b for b in group if b in self.smooth]
+            moved = {}
             if smooth:
                 moved, _ = hmc_step(
                     lambda s: -self.log_f(beta, self.terms(s)),
@@ -323,27 +326,13 @@ class GeometricPath:
                     self.hmc_steps,
                     generator,
                 )
-                new.update({b: moved[b] for b in smooth})
-            for b in group:
-                if b in smooth:
-                    continue
-                q = m.quadratic(b, x, stats)
-                if work is None or q is not None:
-                    nat = beta * m.natural(b, x, stats)
-                    if b in self.base_natural:
-                        nat = nat + (1.0 - beta) * self.base_natural[b]
-                    extra = m.given_quadratic(b, _scaled(beta, q))
-                    new[b] = m.units[b].sample_(nat, generator, **extra)
-                    continue
-                out = swap_buffer(work, ("path.x", b), x[b].shape, x[b], x[b])
-                nat = m.write_natural_(b, stats, out).mul_(beta)
-                if b in self.base_natural:
-                    a = self.base_natural[b]
-                    nat.add_(
-                        torch.mul(a, 1.0 - beta, out=kept_buffer(work, ("path.a", b), a.shape, a))
-                    )
-                new[b] = m.units[b].sample_(nat, generator)
-            x.update(new)
+                moved = {b: moved[b] for b in smooth}
+            rest = [b for b in group if b not in self.smooth]
+            if rest:
+                moved.update(
+                    update_class(m, x, rest, generator, beta, self.base_natural, work=work)
+                )
+            x.update(moved)
         return {b: x[b] for b in self.chain_blocks}
 
 

@@ -9,6 +9,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
+from samplers.sweep import gibbs_sweep
 
 __all__ = ["BlockGibbs"]
 
@@ -98,14 +99,9 @@ class BlockGibbs:
 
     @torch.no_grad()
     def step(self, state: State) -> State:
-        """One sweep over the schedule; returns a new state (the input is not modified)."""
-        state = dict(state)
-        model = self.model
-        for group in self.schedule:
-            stats = model.statistics(state)
-            new = {b: model.sample_block(b, state, self.generator, stats) for b in group}
-            state.update(new)
-        return state
+        """One sweep over the schedule (``samplers.sweep.gibbs_sweep``); returns a new state (the
+        input is not modified)."""
+        return gibbs_sweep(self.model, state, self.schedule, self.generator)
 
     def run(
         self,
@@ -118,10 +114,9 @@ class BlockGibbs:
         every sweep (observers accumulate statistics instead of storing samples); returns the
         final state. The chains are those of ``num_sweeps`` calls of ``step``, draw for draw.
 
-        The hot loop allocates nothing of a block's size: each block's natural parameters are
-        written into a buffer the run keeps for it (``EnergyModel.write_natural_``) and the draw
-        overwrites them there; the block's previous value becomes the next buffer once it is one
-        of the run's own. The input state is never written to. Observers see the live state: a
+        The hot loop allocates nothing of a block's size: the sweeps keep their buffers in one
+        work dict (``samplers.sweep.update_class``), two per block taken in turn. The input state
+        is never written to. Observers see the live state, overwritten two sweeps later: a
         tensor they keep past their call must be copied (``Trace`` copies). ValueError for a
         negative ``num_sweeps`` or a state with values its unit types cannot take."""
         if isinstance(num_sweeps, bool) or not isinstance(num_sweeps, int) or num_sweeps < 0:
@@ -130,46 +125,12 @@ class BlockGibbs:
         self.model.check_state(state)
         for b, x in state.items():
             self.model.units[b].validate(x, b)  # values the unit type can take, finite
-        state = dict(state)
-        buffers: dict[str, Tensor] = {}  # a free buffer per block, for its next update
-        own: dict[str, list[Tensor]] = {b: [] for b in self.model.blocks}  # the buffers we made
-        # blocks with a quadratic term are drawn jointly (a precision, a chain), as step does
-        jointly = {b for b in self.model.blocks if self.model.quadratic_factors(b)}
+        work: dict = {}
         with torch.no_grad():
             for sweep in tqdm(
                 range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress, leave=False
             ):
-                self._sweep_in_place(state, buffers, own, jointly)
+                state = gibbs_sweep(self.model, state, self.schedule, self.generator, work=work)
                 for obs in observers:
                     obs(state, sweep)
         return state
-
-    def _sweep_in_place(
-        self,
-        state: State,
-        buffers: dict[str, Tensor],
-        own: dict[str, list[Tensor]],
-        jointly: set[str],
-    ) -> None:
-        """One sweep of ``step``, writing into ``state`` and drawing into the blocks' buffers."""
-        model = self.model
-        batch = next(iter(state.values())).shape[0]
-        for group in self.schedule:
-            stats = model.statistics(state)
-            new = {}
-            for b in group:
-                if b in jointly:
-                    new[b] = model.sample_block(b, state, self.generator, stats)
-                    continue
-                units = model.units[b]
-                out = buffers.pop(b, None)
-                if out is None:
-                    out = torch.empty((batch, *units.shape), device=model.device, dtype=model.dtype)
-                    own[b].append(out)
-                x = units.sample_(model.write_natural_(b, stats, out), self.generator)
-                if x is not out:  # the unit type drew into a new tensor: the buffer stays free
-                    buffers[b] = out
-                elif any(state[b] is t for t in own[b]):  # the previous value is ours: reuse it
-                    buffers[b] = state[b]
-                new[b] = x
-            state.update(new)

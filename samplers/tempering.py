@@ -11,6 +11,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
+from samplers.sweep import gibbs_sweep
 
 __all__ = ["ParallelTempering", "equal_rejection_ladder"]
 
@@ -183,22 +184,10 @@ class ParallelTempering:
         return e
 
     def sweep(self, state: State) -> State:
-        """One tempered block Gibbs sweep over all replicas."""
-        m = self.model
-        state = dict(state)
+        """One tempered block Gibbs sweep over all replicas, each row at its beta
+        (``samplers.sweep.gibbs_sweep``)."""
         beta = self._row_betas(next(iter(state.values())))
-        for group in m.schedule:
-            stats = m.statistics(state)
-            new = {}
-            for b in group:
-                nat = m.natural(b, state, stats)
-                nat = nat * beta.reshape(-1, *([1] * (nat.dim() - 1)))
-                q = m.quadratic(b, state, stats)
-                if q is not None:
-                    q = q * beta.reshape(-1, *([1] * (q.dim() - 1)))
-                new[b] = m.units[b].sample_(nat, self.generator, **m.given_quadratic(b, q))
-            state.update(new)
-        return state
+        return gibbs_sweep(self.model, state, self.model.schedule, self.generator, beta=beta)
 
     def swap(self, state: State) -> State:
         """One round of DEO swaps (even or odd pairs by the step's parity)."""

@@ -1,0 +1,140 @@
+"""One block Gibbs update, the single one every sampler and annealing path of the project uses.
+
+The target is the tempered model with an optional factorised base mixed in,
+
+    p_beta(x) ∝ exp(-sum_u E_0,u(x_u) - beta sum_f E_f(x) - (1 - beta) E_A(x_A)),
+
+whose conditional for a block b is of b's unit type with natural parameters
+
+    lambda_b = beta eta_b(x_-b) + (1 - beta) a_b        (a_b = 0 when the base A omits b)
+
+and, for a block with quadratic factors, the quadratic coefficient beta q_b(x_-b). beta = 1 with
+no base is the model itself (``BlockGibbs``); a beta per row is parallel tempering's ladder; a
+float beta with a base is a point of the annealing path of AIS and RAISE. Unit base energies
+E_0 are not tempered, so every p_beta is normalisable.
+
+The unit of update is a colour class: blocks that share no factor, hence conditionally
+independent given the rest, drawn together from one set of statistics. A sweep is the classes in
+order; the reversed order is the sweep's reversal as a kernel (the order the reverse chains of
+RAISE and the bridge need).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ebm.factors.base import kept_buffer, swap_buffer
+from ebm.model import EnergyModel
+
+__all__ = ["gibbs_sweep", "update_class"]
+
+State = dict[str, Tensor]
+
+
+@torch.no_grad()
+def gibbs_sweep(
+    model: EnergyModel,
+    state: State,
+    classes: Sequence[Sequence[str]],
+    generator: torch.Generator | None = None,
+    beta: float | Tensor = 1.0,
+    base: Mapping[str, Tensor] | None = None,
+    reverse: bool = False,
+    work: dict | None = None,
+) -> State:
+    """One sweep: each colour class of ``classes`` (reversed with ``reverse``) drawn in turn from
+    its conditional under p_beta (``update_class``); returns the new state, a new dict (blocks
+    not in ``classes``, e.g. clamped ones, are carried over). ``work``: see ``update_class``."""
+    state = dict(state)
+    for blocks in reversed(classes) if reverse else classes:
+        state.update(update_class(model, state, blocks, generator, beta, base, work=work))
+    return state
+
+
+@torch.no_grad()
+def update_class(
+    model: EnergyModel,
+    state: State,
+    blocks: Sequence[str],
+    generator: torch.Generator | None = None,
+    beta: float | Tensor = 1.0,
+    base: Mapping[str, Tensor] | None = None,
+    given: Mapping[str, Tensor] | None = None,
+    given_quadratic: Mapping[str, Tensor] | None = None,
+    work: dict | None = None,
+) -> State:
+    """Draw the blocks of one colour class from their conditionals under p_beta given the other
+    blocks of ``state``; returns {block: draw} and leaves ``state`` and ``given`` unchanged.
+    Runs without gradients (a draw is not differentiable).
+
+    ``beta``: a float, or a tensor of one inverse temperature per row (chain). ``base``: block ->
+    natural parameters a_b of a factorised base, mixed in with weight (1 - beta). ``given``:
+    block -> eta_b at beta = 1 already computed by the caller, used instead of computing it from
+    ``state`` (which need not hold the block): a path's summed-out blocks, whose parameters its
+    densities needed anyway; ``given_quadratic``: their quadratic coefficients q_b at beta = 1.
+
+    ``work``: a dict the caller keeps from call to call. The natural parameters are then written
+    into tensors kept there (``EnergyModel.write_natural_``) and drawn in place, two per block
+    taken in turn, so the update allocates nothing of a block's size; a draw it returns is
+    overwritten two calls later (copy what you keep). The draws equal those without ``work``,
+    bit for bit. Blocks with a quadratic term are drawn as without ``work``.
+    """
+    given, base = given or {}, base or {}
+    stats = None if all(b in given for b in blocks) else model.statistics(state)
+    out = {}
+    for b in blocks:
+        units = model.units[b]
+        if b in given:
+            q = (given_quadratic or {}).get(b)
+        else:
+            q = model.quadratic(b, state, stats)
+        if work is None or q is not None:
+            eta = given[b] if b in given else model.natural(b, state, stats)
+            natural = _tempered(eta, beta, base.get(b))
+            if q is not None and not _is_one(beta):
+                q = q * _per_row(beta, q)
+            out[b] = units.sample(natural, generator, **model.given_quadratic(b, q))
+            continue
+        like = given[b] if b in given else state[b]
+        buffer = swap_buffer(work, ("sweep.x", b), like.shape, like, state.get(b, like))
+        if b in given:
+            natural = buffer.copy_(given[b])
+        else:
+            natural = model.write_natural_(b, stats, buffer)
+        if not _is_one(beta):
+            natural.mul_(_per_row(beta, natural))
+        a = base.get(b)
+        if a is not None:
+            weight = _complement(beta, natural)
+            shape = a.shape if not isinstance(weight, Tensor) else weight.shape
+            shape = torch.broadcast_shapes(a.shape, shape)
+            mixed = kept_buffer(work, ("sweep.base", b), shape, a)
+            natural.add_(torch.mul(a, weight, out=mixed))
+        out[b] = units.sample_(natural, generator)
+    return out
+
+
+def _is_one(beta) -> bool:
+    return isinstance(beta, (int, float)) and beta == 1.0
+
+
+def _per_row(beta: float | Tensor, like: Tensor) -> float | Tensor:
+    """beta as a scalar, or a per-row tensor shaped to broadcast against ``like``."""
+    if isinstance(beta, Tensor):
+        return beta.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+    return beta
+
+
+def _complement(beta: float | Tensor, like: Tensor) -> float | Tensor:
+    return 1.0 - _per_row(beta, like)
+
+
+def _tempered(eta: Tensor, beta: float | Tensor, a: Tensor | None) -> Tensor:
+    """beta eta + (1 - beta) a (a new tensor unless beta = 1 and there is no base)."""
+    natural = eta if _is_one(beta) else eta * _per_row(beta, eta)
+    if a is not None:
+        natural = natural + _complement(beta, natural) * a
+    return natural
