@@ -9,6 +9,8 @@ Checks (each an assertion; the record says which passed):
 - AIS on a 20 x 10 RBM in float64 on the GPU within 4 standard errors of the exact log Z;
 - a strong spin glass flags its AIS estimate as untrusted on the GPU, an easy one does not;
 - block Gibbs with the visible block of 100,000 units clamped keeps it and draws binary units;
+- the one Gibbs update's kept-buffer path equals its plain path bit for bit, and ``run`` equals
+  as many ``step`` calls;
 - a model built from float64 parameters stays float64 on the GPU.
 """
 
@@ -82,6 +84,44 @@ def check_clamped_gibbs() -> dict:
     return {"ok": True}
 
 
+def check_sweep_buffers() -> dict:
+    """The one Gibbs update on CUDA: the kept-buffer path draws what the plain path draws, bit for
+    bit (a float beta with a base, a beta per row, beta = 1), and ``BlockGibbs.run`` gives the
+    chains of as many ``step`` calls."""
+    from samplers.sweep import gibbs_sweep
+
+    g = torch.Generator().manual_seed(0)
+    model = ebm.models.rbm(50, 30, weight=torch.randn(50, 30, generator=g)).to(CUDA)
+    start = {
+        b: model.units[b].random(64, torch.Generator(CUDA).manual_seed(1), device=CUDA)
+        for b in model.blocks
+    }
+    settings = {
+        "base": {"beta": 0.3, "base": {"v": torch.randn(50, device=CUDA)}},
+        "per_row": {"beta": torch.linspace(0, 1, 64, device=CUDA)},
+        "plain": {},
+    }
+    out = {}
+    for name, kw in settings.items():
+        plain, kept, work = dict(start), dict(start), {}
+        g1, g2 = (torch.Generator(CUDA).manual_seed(2) for _ in range(2))
+        for _ in range(5):
+            plain = gibbs_sweep(model, plain, model.schedule, g1, **kw)
+            kept = gibbs_sweep(model, kept, model.schedule, g2, work=work, **kw)
+        out[name] = all(torch.equal(plain[b], kept[b]) for b in model.blocks)
+    gibbs = samplers.BlockGibbs(model, generator=torch.Generator(CUDA).manual_seed(4))
+    first = gibbs.init(16)
+    ran = gibbs.run(first, 7)
+    gibbs.generator = torch.Generator(CUDA).manual_seed(4)
+    gibbs.init(16)  # the same draws as before the run
+    stepped = first
+    for _ in range(7):
+        stepped = gibbs.step(stepped)
+    out["run_equals_step"] = all(torch.equal(ran[b], stepped[b]) for b in model.blocks)
+    assert all(out.values()), out
+    return out
+
+
 def check_float64() -> dict:
     model = ebm.models.rbm(5, 3, weight=torch.ones(5, 3, dtype=torch.float64)).to(CUDA)
     assert model.dtype == torch.float64
@@ -100,6 +140,7 @@ def main() -> None:
         ("ais_exact", check_ais_exact),
         ("glass_flags", check_glass_flags),
         ("clamped_gibbs", check_clamped_gibbs),
+        ("sweep_buffers", check_sweep_buffers),
         ("float64", check_float64),
     ]:
         start = time.perf_counter()
