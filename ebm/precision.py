@@ -17,6 +17,7 @@ on discrete blocks its estimate is of the full-precision log Z, with no rounding
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,20 +29,30 @@ __all__ = ["full_precision", "reduced_precision"]
 @contextmanager
 def reduced_precision(cpu: str = "bf16", cuda: str = "tf32") -> Iterator[None]:
     """Within the block, float32 matmuls use ``cpu`` ("bf16" or "none") internal precision on
-    the CPU and ``cuda`` ("tf32" or "none") on GPUs; the previous settings come back on exit."""
+    the CPU and ``cuda`` ("tf32" or "none") on GPUs; the previous settings come back on exit.
+    On a torch without ``torch.backends.mkldnn.matmul`` (before 2.9) the CPU setting is left
+    alone, with a warning when bf16 was asked for."""
     if cpu not in ("bf16", "none") or cuda not in ("tf32", "none"):
         raise ValueError(
             f"cpu must be 'bf16' or 'none' and cuda 'tf32' or 'none', got {cpu}, {cuda}"
         )
-    mkldnn = torch.backends.mkldnn.matmul
-    old_cpu = mkldnn.fp32_precision
+    mkldnn = getattr(torch.backends.mkldnn, "matmul", None)  # torch >= 2.9
+    if mkldnn is None and cpu != "none":
+        warnings.warn(
+            f"this torch ({torch.__version__}) has no torch.backends.mkldnn.matmul.fp32_precision "
+            f"(torch >= 2.9): CPU products stay at full float32 precision",
+            stacklevel=3,
+        )
+    old_cpu = None if mkldnn is None else mkldnn.fp32_precision
     old_tf32 = torch.backends.cuda.matmul.allow_tf32
     try:
-        mkldnn.fp32_precision = cpu
+        if mkldnn is not None:
+            mkldnn.fp32_precision = cpu
         torch.backends.cuda.matmul.allow_tf32 = cuda == "tf32"
         yield
     finally:
-        mkldnn.fp32_precision = old_cpu
+        if mkldnn is not None:
+            mkldnn.fp32_precision = old_cpu
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
 
 

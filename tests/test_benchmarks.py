@@ -5,6 +5,8 @@ import importlib.util
 import json
 import subprocess
 import sys
+import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,20 @@ def test_glass_benchmark_runs_quick(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(out.read_text())
     assert len(rows) == 2 and all(r["flagged"] for r in rows)
+
+
+def test_reduced_precision_without_the_cpu_setting_warns_and_keeps_float32(monkeypatch):
+    """On a torch without ``torch.backends.mkldnn.matmul`` (before 2.9) the context still works:
+    a warning says the CPU products stay float32, ``full_precision`` is silent, and products
+    equal those outside it."""
+    monkeypatch.setattr(torch.backends, "mkldnn", types.SimpleNamespace(enabled=True))
+    a = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    b = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(UserWarning, match="stay at full float32"):
+        with ebm.reduced_precision():
+            inside = a @ b
+    assert torch.equal(inside, a @ b)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ebm.full_precision():
+            pass
