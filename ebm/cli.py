@@ -18,6 +18,7 @@ from rich.table import Table
 import ebm
 import estimators
 import samplers
+from ebm.io import UnknownTypeError
 
 app = typer.Typer(
     add_completion=False,
@@ -62,13 +63,11 @@ def load_model(path: Path, imports: list[str] | None = None) -> ebm.EnergyModel:
     with user_input("cannot load the model"):
         try:
             return ebm.load(path)
-        except ValueError as err:
-            if str(err).startswith(("unknown factor type", "unknown unit type")):
-                raise ValueError(
-                    f"{err}; for a custom type, import the module that defines and registers it "
-                    f"with --import MODULE_OR_FILE"
-                ) from None
-            raise
+        except UnknownTypeError as err:
+            raise ValueError(
+                f"{err}; for a custom type, import the module that defines and registers it "
+                f"with --import MODULE_OR_FILE"
+            ) from None
 
 
 def import_definitions(specs: list[str]) -> None:

@@ -18,7 +18,12 @@ from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.units import UNIT_TYPES
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "UnknownTypeError"]
+
+
+class UnknownTypeError(ValueError):
+    """A saved model names a unit or factor type that is not registered in this process."""
+
 
 _SPEC_KEY = "boltzkit.graph"
 _DIGEST_KEY = "boltzkit.sha256"
@@ -212,12 +217,14 @@ def from_spec(spec: dict, shapes_only: bool = False) -> EnergyModel:
     for block in spec["blocks"]:
         cls = UNIT_TYPES.get(block["type"])
         if cls is None:
-            raise ValueError(f"unknown unit type {block['type']!r} for block {block['name']!r}")
+            raise UnknownTypeError(
+                f"unknown unit type {block['type']!r} for block {block['name']!r}"
+            )
         g.add_block(block["name"], cls(**block["config"]), visible=block["name"] in visible)
     for factor in spec["factors"]:
         cls = FACTOR_TYPES.get(factor["type"])
         if cls is None:
-            raise ValueError(
+            raise UnknownTypeError(
                 f"unknown factor type {factor['type']!r}: register the class with "
                 f"ebm.factors.register before loading"
             )

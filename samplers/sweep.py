@@ -100,17 +100,16 @@ def update_class(
             continue
         like = given[b] if b in given else state[b]
         buffer = swap_buffer(work, ("sweep.x", b), like.shape, like, state.get(b, like))
-        if b in given:
-            natural = buffer.copy_(given[b])
+        if b in given:  # scaled into the buffer in one pass; ``given`` stays intact
+            natural = torch.mul(given[b], _per_row(beta, buffer), out=buffer)
         else:
             natural = model.write_natural_(b, stats, buffer)
-        if not _is_one(beta):
-            natural.mul_(_per_row(beta, natural))
+            if not _is_one(beta):
+                natural.mul_(_per_row(beta, natural))
         a = base.get(b)
         if a is not None:
             weight = _complement(beta, natural)
-            shape = a.shape if not isinstance(weight, Tensor) else weight.shape
-            shape = torch.broadcast_shapes(a.shape, shape)
+            shape = torch.broadcast_shapes(a.shape, getattr(weight, "shape", ()))
             mixed = kept_buffer(work, ("sweep.base", b), shape, a)
             natural.add_(torch.mul(a, weight, out=mixed))
         out[b] = units.sample_(natural, generator)

@@ -26,6 +26,18 @@ def _tables_module():
     return module
 
 
+def _run_quick(script: str, out, *args: str) -> None:
+    """Run ``benchmarks/<script> --quick --json out``; it must exit 0."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @pytest.mark.parametrize(
     "script, args",
     [
@@ -38,14 +50,7 @@ def _tables_module():
 )
 def test_benchmark_runs_quick(script, args, tmp_path):
     out = tmp_path / script.replace(".py", ".json")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(out), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_quick(script, out, *args)
     record = json.loads(out.read_text())
     # the record renders as the tables of docs/benchmarks.md do: a line per row of the record
     table = _tables_module().tables(tmp_path)[out.stem]
@@ -134,14 +139,7 @@ def test_glass_benchmark_runs_quick(tmp_path):
     """The strong-glass experiment of docs/results.md, in its quick mode: every run is recorded
     and, on this strong glass, flagged."""
     out = tmp_path / "glass.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "glass_ais.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_quick("glass_ais.py", out)
     rows = json.loads(out.read_text())
     assert len(rows) == 2 and all(r["flagged"] for r in rows)
 
