@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ebm.enumeration import exact_log_marginal, state_index
 from ebm.model import EnergyModel
 from samplers.diagnostics import ChainSummary, summarize
+from samplers.kernel import Kernel
+from samplers.runner import run_chain
 
 __all__ = ["compare", "Comparison", "SamplerResult", "default_statistics", "noise_floor"]
 
@@ -252,19 +253,20 @@ class Comparison:
         return write_report(self, path)
 
 
-def _build(sampler, model: EnergyModel):
-    """An instance bound to ``model``: instances are checked, classes and callables called."""
-    if hasattr(sampler, "init") and hasattr(sampler, "step") and not isinstance(sampler, type):
-        if getattr(sampler, "model", model) is not model:
+def _build(sampler, model: EnergyModel) -> Kernel:
+    """A kernel bound to ``model``: instances are checked, classes and callables called."""
+    if isinstance(sampler, Kernel):
+        if sampler.model is not model:
             raise ValueError(f"{sampler!r} was built for another model")
         return sampler
     if callable(sampler):
         built = sampler(model)
-        if hasattr(built, "init") and hasattr(built, "step"):
+        if isinstance(built, Kernel):
             return built
     raise TypeError(
-        f"{sampler!r} is not a sampler: give an object with init(num_chains, generator) and "
-        f"step(state), or a class or function that builds one from the model"
+        f"{sampler!r} is not a sampler: give a samplers.Kernel (init(num_chains, generator) -> "
+        f"state, step(state) -> (state, StepInfo)), or a class or function that builds one from "
+        f"the model"
     )
 
 
@@ -284,11 +286,6 @@ def _names(built, names) -> list[str]:
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def compare(
     model: EnergyModel,
     samplers: Iterable,
@@ -306,10 +303,11 @@ def compare(
     """Run each sampler on ``model`` with the same budget and diagnose its draws.
 
     ``samplers``: instances (built on ``model``), or classes / functions taking the model (e.g.
-    ``samplers.BlockGibbs`` or ``lambda m: samplers.ParallelTempering(m, 12)``); each needs
-    ``init(num_chains, generator)`` and ``step(state)``, and may have ``target(state)`` (the chains
-    to diagnose, e.g. tempering's beta = 1 replicas), ``warmup(state, steps)`` (used for the burn-in),
-    ``cost`` (model sweeps per step, default 1) and ``last_accept`` (acceptance per chain).
+    ``samplers.BlockGibbs`` or ``lambda m: samplers.ParallelTempering(m, 12)``), each a
+    ``samplers.Kernel``: ``init``, ``step`` with its info record (acceptance and swap rates are
+    read from there), ``target`` (the chains to diagnose, e.g. tempering's beta = 1 replicas),
+    ``warmup`` (used for the burn-in) and ``cost`` (model sweeps per step). The steps run in
+    ``samplers.runner.run_chain``.
 
     Budget, the same for every sampler: ``sweeps`` model sweeps per chain (a step of a sampler
     with cost c counts c, so tempering over R temperatures takes R times fewer steps), or
@@ -425,7 +423,7 @@ def _exact(model, tv_blocks, max_states):
 
 def _run_one(
     model,
-    sampler,
+    sampler: Kernel,
     name,
     chains,
     sweeps,
@@ -437,76 +435,60 @@ def _run_one(
     seed,
     progress,
 ) -> SamplerResult:
-    device = model.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    cost = int(getattr(sampler, "cost", 1))
-    target = getattr(sampler, "target", None) or (lambda s: s)
+    gen = torch.Generator(device=model.device).manual_seed(seed)
     elapsed = 0.0
+    start = time.perf_counter()
     with torch.no_grad():
-        _sync(device)
-        start = time.perf_counter()
         state = sampler.init(chains, gen)
-        calibration = 0
-        if seconds is not None:  # time a few steps to turn seconds into steps
-            while calibration < 3 or time.perf_counter() - start < 0.02 * seconds:
-                state = sampler.step(state)
-                calibration += 1
-                _sync(device)
-            per_step = (time.perf_counter() - start) / calibration
-            total = max(5, int(seconds / per_step))
-        else:
-            total = max(5, int(sweeps) // cost)
-        _sync(device)
-        elapsed += time.perf_counter() - start
-        warm = int(burn_in * total)
-        start = time.perf_counter()
-        if hasattr(sampler, "warmup"):
-            state = sampler.warmup(state, warm)
-        else:
-            for _ in range(warm):
-                state = sampler.step(state)
-        _sync(device)
-        elapsed += time.perf_counter() - start
+    elapsed += time.perf_counter() - start
+    calibration = 0
+    if seconds is not None:  # time a few steps to turn seconds into steps
+        spent = 0.0
+        while calibration < 3 or spent < 0.02 * seconds:
+            run = run_chain(sampler, state, 1)
+            state, spent, calibration = run.state, spent + run.seconds, calibration + 1
+        elapsed += spent
+        total = max(5, int(seconds / (spent / calibration)))
+    else:
+        total = max(5, int(sweeps) // sampler.cost)
+    warm = int(burn_in * total)
+    start = time.perf_counter()
+    with torch.no_grad():
+        state = sampler.warmup(state, warm)
+    elapsed += time.perf_counter() - start
 
-        keep = total - warm
-        traces = {k: np.empty((chains, keep)) for k in stats}
-        counts = None if p_exact is None else torch.zeros(len(p_exact), dtype=torch.int64)
-        accept_sum, accept_n = 0.0, 0
-        moves = _Moves()
-        for i in tqdm(range(keep), desc=name, disable=not progress, leave=False):
-            t0 = time.perf_counter()
-            state = sampler.step(state)
-            _sync(device)
-            elapsed += time.perf_counter() - t0
-            x = target(state)
-            moves.observe(x)
-            for k, fn in stats.items():
-                traces[k][:, i] = fn(x).detach().double().cpu().numpy()
-            if counts is not None:
-                idx = state_index(model, tv_blocks, x).cpu()
-                counts += torch.bincount(idx, minlength=len(counts))
-            last = getattr(sampler, "last_accept", None)
-            if last is not None:
-                accept_sum += float(torch.as_tensor(last).double().mean())
-                accept_n += 1
+    keep = total - warm
+    traces = {k: np.empty((chains, keep)) for k in stats}
+    counts = None if p_exact is None else torch.zeros(len(p_exact), dtype=torch.int64)
+    moves = _Moves()
 
+    def record(x: dict, i: int) -> None:
+        moves.observe(x)
+        for k, fn in stats.items():
+            traces[k][:, i] = fn(x).detach().double().cpu().numpy()
+        if counts is not None:
+            idx = state_index(model, tv_blocks, x).cpu()
+            counts.add_(torch.bincount(idx, minlength=len(counts)))
+
+    run = run_chain(sampler, state, keep, [record], progress, desc=name)
+    elapsed += run.seconds
     summaries = {k: summarize(v) for k, v in traces.items()}
     result = SamplerResult(
         name=name,
         chains=chains,
         steps=total + calibration,
         burn_in_steps=warm,
-        sweeps=(total + calibration) * cost,
+        sweeps=(total + calibration) * sampler.cost,
         seconds=elapsed,
         statistics=summaries,
-        acceptance=accept_sum / accept_n if accept_n else None,
+        acceptance=run.acceptance,
         unmoved=moves.unmoved(),
         traces=traces,
     )
-    if hasattr(sampler, "swap_rates"):
-        result.swap_rates = [float(r) for r in sampler.swap_rates]
-        result.betas = [float(b) for b in sampler.betas]
-        result.round_trips = int(sampler.round_trips)
+    if run.swap_rates is not None:
+        result.swap_rates = [float(r) for r in run.swap_rates]
+        result.betas = [float(b) for b in run.betas]
+        result.round_trips = run.round_trips
     if counts is not None:
         n = int(counts.sum())
         q = counts.double().numpy() / n

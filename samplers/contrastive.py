@@ -1,8 +1,13 @@
-"""Negative-phase samplers for training: contrastive divergence and persistent chains."""
+"""Negative-phase samplers for training: contrastive divergence and persistent chains.
+
+Each drives a ``samplers.kernel.Kernel`` (block Gibbs by default, batched HMC for ``HMCCD``) with
+the runner every sampler uses (``samplers.runner.run_chain``); the kernel is built once per model
+and reused from update to update.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -10,8 +15,12 @@ from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC
+from samplers.kernel import Kernel
+from samplers.runner import run_chain
 
 __all__ = ["CD", "PCD", "MeanFieldPCD", "HMCCD"]
+
+KernelFactory = Callable[[EnergyModel], Kernel]
 
 
 def _complete(model: EnergyModel, data: dict, generator) -> dict:
@@ -21,7 +30,31 @@ def _complete(model: EnergyModel, data: dict, generator) -> dict:
     n = next(iter(data.values())).shape[0]
     clamped = BlockGibbs(model, clamp=list(data), generator=generator)
     state = clamped.init(n, values=data)
-    return clamped.step(state)
+    return clamped.step(state)[0]
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    return k
+
+
+class _KernelPerModel:
+    """The kernel built by ``factory`` for the latest model asked for, reused while it is the
+    same model object."""
+
+    def __init__(self, factory: KernelFactory):
+        self.factory = factory
+        self.kernel: Kernel | None = None
+
+    def __call__(self, model: EnergyModel, generator) -> Kernel:
+        if self.kernel is None or self.kernel.model is not model:
+            built = self.factory(model)
+            if not isinstance(built, Kernel):
+                raise TypeError(f"the kernel factory gave {built!r}, not a samplers.Kernel")
+            self.kernel = built
+        self.kernel.generator = generator
+        return self.kernel
 
 
 class CD:
@@ -31,13 +64,20 @@ class CD:
 
     ``clamp``: blocks held at their data values in the negative phase. The gradient is then that
     of the conditional log-likelihood log p(free | clamped) (the clamped blocks' own terms
-    cancel): how conditional models (gated RBM given x, CRBM given the past) are trained."""
+    cancel): how conditional models (gated RBM given x, CRBM given the past) are trained.
 
-    def __init__(self, k: int = 1, clamp: Iterable[str] = ()):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        self.k = k
+    ``kernel``: a class or function building the transition kernel from the model (default
+    ``BlockGibbs(model, clamp=clamp)``); a kernel of your own holds its own clamped blocks."""
+
+    def __init__(self, k: int = 1, clamp: Iterable[str] = (), kernel: KernelFactory | None = None):
+        self.k = _check_k(k)
         self.clamp = [clamp] if isinstance(clamp, str) else list(clamp)
+        if kernel is not None and self.clamp:
+            raise ValueError(
+                "give either clamp or kernel: a kernel you build clamps its own blocks"
+            )
+        clamp_list = self.clamp
+        self._kernel = _KernelPerModel(kernel or (lambda m: BlockGibbs(m, clamp=clamp_list)))
 
     def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
         return _complete(model, data, generator)
@@ -47,7 +87,7 @@ class CD:
         if missing:
             raise ValueError(f"clamped blocks {missing} are not in the data ({sorted(data)})")
         state = _complete(model, data, generator)
-        return BlockGibbs(model, clamp=self.clamp, generator=generator).run(state, self.k)
+        return run_chain(self._kernel(model, generator), state, self.k).state
 
     def __repr__(self) -> str:
         return f"CD(k={self.k}" + (f", clamp={self.clamp})" if self.clamp else ")")
@@ -56,14 +96,15 @@ class CD:
 class PCD:
     """Persistent contrastive divergence (Tieleman 2008): ``num_chains`` chains persist across
     parameter updates, each update advancing them by k block Gibbs sweeps. They start from
-    training examples of the first batch (drawn with replacement) with hidden blocks sampled."""
+    training examples of the first batch (drawn with replacement) with hidden blocks sampled.
+    ``kernel``: a class or function building the transition kernel from the model (default
+    ``BlockGibbs``)."""
 
-    def __init__(self, num_chains: int = 100, k: int = 1):
+    def __init__(self, num_chains: int = 100, k: int = 1, kernel: KernelFactory | None = None):
         if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
             raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        self.num_chains, self.k = num_chains, k
+        self.num_chains, self.k = num_chains, _check_k(k)
+        self._kernel = _KernelPerModel(kernel or BlockGibbs)
         self.state: dict | None = None
         self._model: EnergyModel | None = None
 
@@ -107,7 +148,7 @@ class PCD:
             rows = rows.to(next(iter(data.values())).device)
             self.state = _complete(model, {b: x[rows] for b, x in data.items()}, generator)
             self._model = model
-        self.state = BlockGibbs(model, generator=generator).run(self.state, self.k)
+        self.state = run_chain(self._kernel(model, generator), self.state, self.k).state
         return self.state
 
     def __repr__(self) -> str:
@@ -125,8 +166,15 @@ class MeanFieldPCD(PCD):
     The gradient follows a lower bound on the log-likelihood (the mean-field bound) rather than
     the log-likelihood itself, plus the bias of the persistent chains."""
 
-    def __init__(self, num_chains: int = 100, k: int = 1, max_sweeps: int = 10, tol: float = 1e-4):
-        super().__init__(num_chains, k)
+    def __init__(
+        self,
+        num_chains: int = 100,
+        k: int = 1,
+        max_sweeps: int = 10,
+        tol: float = 1e-4,
+        kernel: KernelFactory | None = None,
+    ):
+        super().__init__(num_chains, k, kernel)
         self.max_sweeps, self.tol = max_sweeps, tol
 
     def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
@@ -142,22 +190,25 @@ class MeanFieldPCD(PCD):
 class HMCCD:
     """Contrastive divergence with HMC transitions, for continuous visible blocks whose energy
     block Gibbs cannot sample (an under-complete product of experts): the negatives start at the
-    data and take k HMC transitions (``num_steps`` leapfrog steps of ``step_size``) on the free
-    energy, the hidden blocks summed out where they can be. Biased like CD-k; the bias shrinks
-    with k and with the acceptance rate."""
+    data and take k ``BatchedHMC`` transitions (``num_steps`` leapfrog steps of ``step_size``) on
+    the free energy of the data's continuous blocks, the other blocks summed out where they can
+    be. Biased like CD-k; the bias shrinks with k and with the acceptance rate."""
 
     def __init__(self, k: int = 1, step_size: float = 0.1, num_steps: int = 10):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        self.k, self.step_size, self.num_steps = k, float(step_size), int(num_steps)
+        self.k, self.step_size, self.num_steps = _check_k(k), float(step_size), int(num_steps)
+        self._blocks: list[str] = []
+        self._kernel = _KernelPerModel(self._hmc)
+
+    def _hmc(self, model: EnergyModel) -> BatchedHMC:
+        return BatchedHMC(model, self._blocks, self.step_size, self.num_steps)
 
     def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
         blocks = [b for b in data if not model.units[b].discrete]
-        hmc = BatchedHMC(model, blocks, self.step_size, self.num_steps, generator)
+        if blocks != self._blocks:
+            self._blocks, self._kernel.kernel = blocks, None
+        hmc = self._kernel(model, generator)
         state = {b: x for b, x in data.items() if b not in hmc.sum_out}
-        for _ in range(self.k):
-            state = hmc.step(state)
-        return state
+        return run_chain(hmc, state, self.k).state
 
     def __repr__(self) -> str:
         return f"HMCCD(k={self.k}, step_size={self.step_size}, num_steps={self.num_steps})"

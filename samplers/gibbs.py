@@ -6,18 +6,17 @@ from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
+from samplers.kernel import SWEEP, Kernel, StepInfo, check_num_chains
 from samplers.sweep import gibbs_sweep
 
 __all__ = ["BlockGibbs"]
 
 State = dict[str, Tensor]
-Observer = Callable[[State, int], None]
 
 
-class BlockGibbs:
+class BlockGibbs(Kernel):
     """Block Gibbs sampler: one sweep updates each colour class of ``model.schedule`` in turn,
     drawing every block of a class from p(x_block | all other blocks) (they are conditionally
     independent given the rest, so they are drawn together). Each update leaves p(x) invariant; a
@@ -29,7 +28,8 @@ class BlockGibbs:
     distribution of the free blocks.
 
     Randomness comes from ``generator`` (given here or to ``init``); a fixed seed gives the same
-    chains.
+    chains. A ``samplers.kernel.Kernel``: ``run`` is ``samplers.runner.run_chain`` on the
+    buffered ``stepper``.
     """
 
     def __init__(
@@ -64,8 +64,7 @@ class BlockGibbs:
     ) -> State:
         """Start ``num_chains`` chains: free blocks uniform at random (or from ``values``), clamped
         blocks at their clamped values."""
-        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-            raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
+        check_num_chains(num_chains)
         if generator is not None:
             self.generator = generator
         values = dict(values or {})
@@ -98,39 +97,19 @@ class BlockGibbs:
         return x.to(device=self.model.device, dtype=self.model.dtype).contiguous()
 
     @torch.no_grad()
-    def step(self, state: State) -> State:
-        """One sweep over the schedule (``samplers.sweep.gibbs_sweep``); returns a new state (the
-        input is not modified)."""
-        return gibbs_sweep(self.model, state, self.schedule, self.generator)
+    def step(self, state: State) -> tuple[State, StepInfo]:
+        """One sweep over the schedule (``samplers.sweep.gibbs_sweep``): (a new state, the input
+        is not modified; its info: one sweep, always moved)."""
+        return gibbs_sweep(self.model, state, self.schedule, self.generator), SWEEP
 
-    def run(
-        self,
-        state: State,
-        num_sweeps: int,
-        observers: Iterable[Observer] | None = None,
-        progress: bool = False,
-    ) -> State:
-        """Apply ``num_sweeps`` sweeps, calling each observer as ``observer(state, sweep)`` after
-        every sweep (observers accumulate statistics instead of storing samples); returns the
-        final state. The chains are those of ``num_sweeps`` calls of ``step``, draw for draw.
-
-        The hot loop allocates nothing of a block's size: the sweeps keep their buffers in one
-        work dict (``samplers.sweep.update_class``), two per block taken in turn. The input state
-        is never written to. Observers see the live state, overwritten two sweeps later: a
-        tensor they keep past their call must be copied (``Trace`` copies). ValueError for a
-        negative ``num_sweeps`` or a state with values its unit types cannot take."""
-        if isinstance(num_sweeps, bool) or not isinstance(num_sweeps, int) or num_sweeps < 0:
-            raise ValueError(f"num_sweeps must be an int >= 0, got {num_sweeps!r}")
-        observers = list(observers or [])
-        self.model.check_state(state)
-        for b, x in state.items():
-            self.model.units[b].validate(x, b)  # values the unit type can take, finite
+    def stepper(self) -> Callable[[State], tuple[State, StepInfo]]:
+        """The step of one run, the sweeps keeping their buffers in one work dict
+        (``samplers.sweep.update_class``): nothing of a block's size is allocated from the
+        second sweep on, and the draws are those of ``step``, bit for bit. A state it returns
+        is overwritten two steps later."""
         work: dict = {}
-        with torch.no_grad():
-            for sweep in tqdm(
-                range(num_sweeps), desc="gibbs", unit="sweep", disable=not progress, leave=False
-            ):
-                state = gibbs_sweep(self.model, state, self.schedule, self.generator, work=work)
-                for obs in observers:
-                    obs(state, sweep)
-        return state
+
+        def sweep(state: State) -> tuple[State, StepInfo]:
+            return gibbs_sweep(self.model, state, self.schedule, self.generator, work=work), SWEEP
+
+        return sweep

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
+from samplers.kernel import Kernel, StepInfo, check_num_chains
 
 __all__ = ["BatchedHMC", "hmc_step"]
 
@@ -66,14 +66,14 @@ def hmc_step(
     return out, accept_prob
 
 
-class BatchedHMC:
+class BatchedHMC(Kernel):
     """HMC on the continuous blocks of a model (``blocks``, default: every continuous block), the
     other blocks summed out where they can be (the potential is the free energy F of the kept
     blocks, e.g. a product of Student-t experts with its Gamma precisions summed out) and held
     fixed otherwise. ``step_size`` and ``num_steps`` set the leapfrog; ``warmup(state, n)`` tunes
     the step size by stochastic approximation towards ``target_accept`` (mean acceptance over the
-    chains). Same interface as ``BlockGibbs``: ``init``, ``step``, ``run`` with observers.
-    ``last_accept`` holds each chain's acceptance probability of the latest step."""
+    chains). A ``samplers.kernel.Kernel``: each step's info holds each chain's acceptance
+    probability (``StepInfo.accept``)."""
 
     def __init__(
         self,
@@ -102,7 +102,6 @@ class BatchedHMC:
             raise ValueError("need step_size > 0 and num_steps >= 1")
         self.step_size, self.num_steps = float(step_size), int(num_steps)
         self.generator, self.target_accept = generator, float(target_accept)
-        self.last_accept: Tensor | None = None
 
     def potential(self, state: State) -> Tensor:
         """U = F(kept blocks), the free energy with ``sum_out`` summed out."""
@@ -111,6 +110,7 @@ class BatchedHMC:
 
     def init(self, num_chains: int, generator: torch.Generator | None = None) -> State:
         """Chains started from the unit types' draws at zero natural parameters."""
+        check_num_chains(num_chains)
         if generator is not None:
             self.generator = generator
         m = self.model
@@ -120,24 +120,24 @@ class BatchedHMC:
             if b not in self.sum_out
         }
 
-    def step(self, state: State) -> State:
-        new, self.last_accept = hmc_step(
+    def check_state(self, state: State) -> None:
+        """The blocks that are not summed out, with shapes the model accepts."""
+        self.model.check_state(state, [b for b in self.model.blocks if b not in self.sum_out])
+
+    def step(self, state: State) -> tuple[State, StepInfo]:
+        """One HMC transition of ``blocks`` (``hmc_step``): (the new state, its info)."""
+        new, accept = hmc_step(
             self.potential, state, self.blocks, self.step_size, self.num_steps, self.generator
         )
-        return new
+        return new, StepInfo(accept=accept)
 
     def warmup(self, state: State, num_steps: int, rate: float = 0.05) -> State:
         """``num_steps`` steps adapting log(step_size) by rate * (mean acceptance - target)."""
         for _ in range(num_steps):
-            state = self.step(state)
-            gap = float(self.last_accept.mean()) - self.target_accept
+            state, info = self.step(state)
+            gap = float(info.accept.mean()) - self.target_accept
             self.step_size *= math.exp(rate * gap)
         return state
 
-    def run(self, state: State, num_sweeps: int, observers=None, progress: bool = False) -> State:
-        observers = list(observers or [])
-        for sweep in tqdm(range(num_sweeps), desc="hmc", disable=not progress, leave=False):
-            state = self.step(state)
-            for obs in observers:
-                obs(state, sweep)
-        return state
+    def __repr__(self) -> str:
+        return f"BatchedHMC(step_size={self.step_size:.3g}, num_steps={self.num_steps})"

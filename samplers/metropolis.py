@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
 from ebm.units import Categorical, _Binary
+from samplers.kernel import Kernel, StepInfo, check_num_chains
 
 __all__ = ["Metropolis"]
 
 State = dict[str, Tensor]
 
 
-class Metropolis:
+class Metropolis(Kernel):
     """Single-site Metropolis on discrete blocks (Bernoulli, Spin, Categorical units).
 
     A sweep visits every unit once, block by block in the colour schedule. At unit i of block b the
@@ -29,8 +27,8 @@ class Metropolis:
     independent given the other blocks, so visiting them one after another or all at once is the
     same kernel: they are updated together, one accept test per unit. Each update satisfies
     detailed balance with respect to p(x), so a sweep leaves p(x) invariant. Unlike block Gibbs it
-    rejects some moves: ``last_accept`` (chains,) holds each chain's acceptance rate over the units
-    of the latest sweep.
+    rejects some moves: each step's info holds each chain's acceptance rate over its units
+    (``StepInfo.accept``).
 
     Blocks with continuous units, or with a factor that is not linear in them (a Markov chain path
     coupled through its transitions), are refused with a clear error.
@@ -53,12 +51,10 @@ class Metropolis:
                     f"single-site Metropolis here does not handle"
                 )
         self.schedule = [b for group in model.schedule for b in group]
-        self.last_accept: Tensor | None = None
 
     def init(self, num_chains: int, generator: torch.Generator | None = None) -> State:
         """``num_chains`` chains with every unit uniform at random."""
-        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-            raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
+        check_num_chains(num_chains)
         if generator is not None:
             self.generator = generator
         m = self.model
@@ -76,8 +72,9 @@ class Metropolis:
         return torch.nn.functional.one_hot((current + shift) % k, k).to(x.dtype)
 
     @torch.no_grad()
-    def step(self, state: State) -> State:
-        """One sweep over every unit; returns a new state (the input is not modified)."""
+    def step(self, state: State) -> tuple[State, StepInfo]:
+        """One sweep over every unit: (a new state, the input is not modified; its info with
+        each chain's acceptance rate)."""
         m = self.model
         state = dict(state)
         accepted, total = None, 0
@@ -95,24 +92,7 @@ class Metropolis:
             count = accept.flatten(1).sum(1)
             accepted = count if accepted is None else accepted + count
             total += accept.flatten(1).shape[1]
-        self.last_accept = accepted.double() / total
-        return state
-
-    def run(
-        self,
-        state: State,
-        num_sweeps: int,
-        observers: Iterable | None = None,
-        progress: bool = False,
-    ) -> State:
-        """Apply ``num_sweeps`` sweeps, calling ``observer(state, sweep)`` after each."""
-        observers = list(observers or [])
-        self.model.check_state(state)
-        for sweep in tqdm(range(num_sweeps), desc="metropolis", disable=not progress, leave=False):
-            state = self.step(state)
-            for obs in observers:
-                obs(state, sweep)
-        return state
+        return state, StepInfo(accept=accepted.double() / total)
 
     def __repr__(self) -> str:
         return "Metropolis()"

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ebm.model import EnergyModel
+from samplers.kernel import Kernel, StepInfo, check_num_chains
 from samplers.sweep import gibbs_sweep
 
 __all__ = ["ParallelTempering", "equal_rejection_ladder"]
@@ -42,7 +42,7 @@ def equal_rejection_ladder(betas, rejection, num: int | None = None) -> np.ndarr
     return new
 
 
-class ParallelTempering:
+class ParallelTempering(Kernel):
     """Parallel tempering over the tempered densities
 
         p_beta(x) proportional to exp(-beta sum_f E_f(x) - sum_u E_0,u(x_u)),
@@ -67,10 +67,11 @@ class ParallelTempering:
     ``tune_sweeps`` steps) so that the swap rejection rates are equal
     (``equal_rejection_ladder``). Diagnostics: ``swap_rates`` (per pair, mean acceptance
     probability since the last reset), ``barrier`` (Lambda, the sum of rejection rates; DEO needs
-    about 2 Lambda temperatures), ``round_trips`` (replicas that went from beta = 0 to beta = 1 and
-    back; with enough temperatures DEO's rate per step and chain approaches 1 / (2 + 2 Lambda))
-    and ``last_accept`` (each chain's mean swap acceptance of the latest step). ``cost`` = R: one
-    step costs R sweeps of the model.
+    about 2 Lambda temperatures) and ``round_trips`` (replicas that went from beta = 0 to
+    beta = 1 and back; with enough temperatures DEO's rate per step and chain approaches
+    1 / (2 + 2 Lambda)). A ``samplers.kernel.Kernel``: each step's info holds each chain's mean
+    swap acceptance probability, the pairs' swap acceptance, the round trips completed and the
+    ladder; ``cost`` = R: one step costs R sweeps of the model.
     """
 
     def __init__(
@@ -107,7 +108,6 @@ class ParallelTempering:
         self.tune_rounds, self.tune_sweeps = int(tune_rounds), int(tune_sweeps)
         self.num_chains: int | None = None
         self.steps = 0
-        self.last_accept: Tensor | None = None
         self.reset_statistics()
 
     @property
@@ -143,8 +143,7 @@ class ParallelTempering:
 
     def init(self, num_chains: int, generator: torch.Generator | None = None) -> State:
         """Every replica of ``num_chains`` chains uniform at random (R x chains rows)."""
-        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-            raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
+        check_num_chains(num_chains)
         if generator is not None:
             self.generator = generator
         self.num_chains = num_chains
@@ -189,23 +188,25 @@ class ParallelTempering:
         beta = self._row_betas(next(iter(state.values())))
         return gibbs_sweep(self.model, state, self.model.schedule, self.generator, beta=beta)
 
-    def swap(self, state: State) -> State:
-        """One round of DEO swaps (even or odd pairs by the step's parity)."""
+    def swap(self, state: State) -> tuple[State, StepInfo]:
+        """One round of DEO swaps (even or odd pairs by the step's parity): (the new state, the
+        round's info: each chain's mean acceptance probability over the pairs tried, each
+        pair's mean over the chains (NaN where not tried), the round trips completed)."""
         r, c = self.num_temperatures, self._chains(state)
         energy = self.factor_energy(state).double().reshape(r, c)
         first = np.arange(self.steps % 2, r - 1, 2)
+        pairs = np.full(r - 1, np.nan)
         if len(first) == 0:
-            return state
+            return state, StepInfo(cost=r, swap_accept=pairs, betas=self.betas.copy())
         lo = torch.as_tensor(first, device=energy.device)
         d_beta = torch.as_tensor(self.betas[first] - self.betas[first + 1], device=energy.device)
         log_ratio = d_beta.unsqueeze(1) * (energy[lo] - energy[lo + 1])
         prob = log_ratio.clamp(max=0.0).exp()
         u = torch.rand(prob.shape, generator=self.generator, device=prob.device, dtype=prob.dtype)
         accept = u < prob  # (pairs, chains)
-        self._accept_sum[first] += prob.mean(1).cpu().numpy()
+        pairs[first] = prob.mean(1).cpu().numpy()
+        self._accept_sum[first] += pairs[first]
         self._attempts[first] += 1
-        acc = torch.zeros(c, dtype=torch.float64, device=prob.device)
-        self.last_accept = acc + prob.mean(0)
         # the permutation of replica positions: swap k and k+1 where accepted
         order = torch.arange(r, device=energy.device).unsqueeze(1).repeat(1, c)
         columns = torch.arange(c, device=energy.device)
@@ -214,27 +215,37 @@ class ParallelTempering:
             order[k, a], order[k + 1, a] = k + 1, k
         rows = (order * c + columns).reshape(-1)
         out = {b: x[rows] for b, x in state.items()}
-        self._track(order.cpu())
-        return out
+        trips = self._track(order.cpu())
+        info = StepInfo(
+            cost=r,
+            accept=prob.mean(0),
+            swap_accept=pairs,
+            round_trips=trips,
+            betas=self.betas.copy(),
+        )
+        return out, info
 
-    def _track(self, order: Tensor) -> None:
-        """Follow each replica's phase through a swap and count completed round trips
-        (bottom -> top -> bottom). Phase: 0 not yet at the bottom, 1 last extreme the bottom,
-        2 on its way back from the top."""
+    def _track(self, order: Tensor) -> int:
+        """Follow each replica's phase through a swap and count the round trips it completes
+        (bottom -> top -> bottom); returns that count. Phase: 0 not yet at the bottom, 1 last
+        extreme the bottom, 2 on its way back from the top."""
         self._phase = torch.gather(self._phase, 0, order)
         top = self._phase[-1]
         top[top == 1] = 2
         bottom = self._phase[0]
-        self.round_trips += int((bottom == 2).sum())
+        trips = int((bottom == 2).sum())
+        self.round_trips += trips
         bottom.fill_(1)
+        return trips
 
     @torch.no_grad()
-    def step(self, state: State) -> State:
-        """A tempered sweep of every replica, then one round of DEO swaps."""
+    def step(self, state: State) -> tuple[State, StepInfo]:
+        """A tempered sweep of every replica, then one round of DEO swaps: (the new state, the
+        swaps' info)."""
         self._chains(state)
-        state = self.swap(self.sweep(state))
+        state, info = self.swap(self.sweep(state))
         self.steps += 1
-        return state
+        return state, info
 
     def warmup(self, state: State, num_steps: int) -> State:
         """Tune the ladder (``tune_rounds`` rounds, round n: 2^n x ``tune_sweeps`` steps, then
@@ -247,21 +258,12 @@ class ParallelTempering:
                 break
             self.reset_statistics()
             for _ in range(steps):
-                state = self.step(state)
+                state, _ = self.step(state)
             done += steps
             self.betas = equal_rejection_ladder(self.betas, 1.0 - self.swap_rates)
         for _ in range(num_steps - done):
-            state = self.step(state)
+            state, _ = self.step(state)
         self.reset_statistics()
-        return state
-
-    def run(self, state: State, num_steps: int, observers=None, progress: bool = False) -> State:
-        """``num_steps`` steps, calling ``observer(target(state), step)`` after each."""
-        observers = list(observers or [])
-        for i in tqdm(range(num_steps), desc="tempering", disable=not progress, leave=False):
-            state = self.step(state)
-            for obs in observers:
-                obs(self.target(state), i)
         return state
 
     def __repr__(self) -> str:

@@ -178,7 +178,7 @@ CASES = {
     "gibbs negative sweeps": (
         lambda: gibbs_run({"v": torch.zeros(2, 4), "h": H}, -1),
         ValueError,
-        "num_sweeps must be an int >= 0",
+        "num_steps must be an int >= 0",
     ),
     "gibbs state of the wrong shape": (
         lambda: gibbs_run({"v": torch.zeros(2, 5), "h": H}),

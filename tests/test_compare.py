@@ -108,8 +108,8 @@ def _joint_p(model):
 def _final_tv(sampler, model, p, chains, steps, seed):
     state = sampler.init(chains, torch.Generator().manual_seed(seed))
     for _ in range(steps):
-        state = sampler.step(state)
-    x = sampler.target(state) if hasattr(sampler, "target") else state
+        state, _ = sampler.step(state)
+    x = sampler.target(state)
     counts = torch.bincount(state_index(model, ["v", "h"], x), minlength=len(p))
     return total_variation(counts, p.double())
 
@@ -191,11 +191,11 @@ def test_tempering_ladder_equalises_the_swap_rates():
     pt = samplers.ParallelTempering(model, num_temperatures=8, tune_rounds=5)
     state = pt.init(64, torch.Generator().manual_seed(0))
     for _ in range(200):
-        state = pt.step(state)
+        state, _ = pt.step(state)
     even = pt.swap_rates.copy()
     state = pt.warmup(state, 16 * 31)
     for _ in range(400):
-        state = pt.step(state)
+        state, _ = pt.step(state)
     tuned = pt.swap_rates
     attempts = 64 * 200  # per pair: every other step of 400, 64 chains
     se = math.sqrt(tuned.mean() * (1 - tuned.mean()) / attempts)
@@ -223,7 +223,7 @@ def test_round_trips_follow_the_deterministic_even_odd_swaps():
     pt = samplers.ParallelTempering(model, num_temperatures=r)
     state = pt.init(chains, torch.Generator().manual_seed(0))
     for _ in range(steps):
-        state = pt.step(state)
+        state, _ = pt.step(state)
     position = list(range(r))  # position of replica i
     phase = [1 if p == 0 else 0 for p in position]
     trips = 0
@@ -244,7 +244,7 @@ def test_round_trips_follow_the_deterministic_even_odd_swaps():
     assert np.allclose(pt.swap_rates, 1.0)
 
 
-class NeverUpdatesHidden:
+class NeverUpdatesHidden(samplers.Kernel):
     """A broken sampler: block Gibbs that forgets to update h."""
 
     def __init__(self, model):
@@ -257,7 +257,7 @@ class NeverUpdatesHidden:
     def step(self, state):
         state = dict(state)
         state["v"] = self.model.sample_block("v", state, self.inner.generator)
-        return state
+        return state, samplers.StepInfo()
 
 
 def test_findings_flag_a_broken_sampler_and_pass_a_sound_one():
@@ -302,7 +302,7 @@ def test_findings_flag_a_short_run():
     assert any(f.startswith("undermixed: the autocorrelation time of 'energy'") for f in r.findings)
 
 
-class ExactDraws:
+class ExactDraws(samplers.Kernel):
     """A perfect sampler of ``source`` offered as a sampler of ``model`` (the same blocks): every
     step draws each chain's (v, h) afresh from the exact joint of ``source``. With ``source`` =
     ``model`` it is an ideal sampler; with another model it mixes perfectly, but wrongly."""
@@ -318,11 +318,11 @@ class ExactDraws:
 
     def init(self, num_chains, generator=None):
         self.generator, self.chains = generator, num_chains
-        return self.step(None)
+        return self.step(None)[0]
 
     def step(self, state):
         i = torch.multinomial(self.p, self.chains, replacement=True, generator=self.generator)
-        return {b: s[i] for b, s in self.states.items()}
+        return {b: s[i] for b, s in self.states.items()}, samplers.StepInfo()
 
 
 def test_noise_floor_findings_catch_a_sampler_of_the_wrong_distribution():
@@ -418,17 +418,18 @@ def _categorical_rbm(seed=0):
     return ebm.EnergyModel(g)
 
 
-class Frozen:
+class Frozen(samplers.Kernel):
     """A stuck sampler: block Gibbs's start, never moved."""
 
     def __init__(self, model):
+        self.model = model
         self.inner = samplers.BlockGibbs(model)
 
     def init(self, num_chains, generator=None):
         return self.inner.init(num_chains, generator)
 
     def step(self, state):
-        return state
+        return state, samplers.StepInfo()
 
 
 @pytest.mark.parametrize(

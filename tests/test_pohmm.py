@@ -245,7 +245,7 @@ def test_block_gibbs_matches_the_exact_moments_of_a_gaussian_product_of_hmms():
     with torch.no_grad():
         state, draws = gibbs.run(gibbs.init(2000), 30), []
         for _ in range(50):
-            state = gibbs.step(state)
+            state, _ = gibbs.step(state)
             draws.append(state["x"])
     x = torch.stack(draws, 1).numpy()  # (chains, draws, T * D)
 
