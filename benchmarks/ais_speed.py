@@ -5,9 +5,9 @@ The RBM is trained briefly by CD-1 on MNIST (``--mnist DIR``, stochastically bin
 MNIST, on scikit-learn's 8x8 digits enlarged to 28x28 (each pixel repeated over a 3.5 x 3.5 block,
 binarised by thresholding), so that AIS has a realistic, peaked model to anneal. AIS runs from the
 base-rate model over the Salakhutdinov & Murray schedule scaled to ``--betas`` betas, the hidden
-layer summed out, first with float32 matrix products (on the kernel ``ebm.products`` chooses:
+layer summed out, first with float32 matrix products (on the backend ``ebm.backend`` chooses:
 fused oneDNN products on the CPU), on a CPU once more with ``torch.mm`` into kept buffers
-(``ebm.products.cpu_products("blas")``), and then inside ``ebm.reduced_precision()`` (bf16
+(``ebm.backend.use_backend("cpu-blas")``), and then inside ``ebm.reduced_precision()`` (bf16
 inputs, float32 accumulation on the CPU; TF32 on a GPU), with the same seed.
 
 Reported: seconds per run, log Z with its standard error and ESS, the difference between the two
@@ -211,11 +211,11 @@ def main() -> None:
     train_seconds = time.perf_counter() - start
     base = ebm.base_rate(model, data.to(args.device))
     allocated = allocations_per_beta(model, base, args.chains)
-    with ebm.products.cpu_products("blas"):
+    with ebm.backend.use_backend("cpu-blas"):
         allocated_blas = allocations_per_beta(model, base, args.chains)
     print(f"allocations per beta: {allocated}; torch.mm products: {allocated_blas}", flush=True)
     peak = peak_growth(model, base, args.chains)
-    with ebm.products.cpu_products("blas"):
+    with ebm.backend.use_backend("cpu-blas"):
         peak_blas = peak_growth(model, base, args.chains)
     print(f"peak tensor memory growth: {peak:+,d} bytes; torch.mm {peak_blas:+,d}", flush=True)
     with MemoryWatch(args.device) as watch:
@@ -226,7 +226,7 @@ def main() -> None:
     )
     blas = growth_blas = None
     if model.device.type == "cpu":  # elsewhere torch.mm is what the products run on anyway
-        with ebm.products.cpu_products("blas"), MemoryWatch(args.device) as watch_blas:
+        with ebm.backend.use_backend("cpu-blas"), MemoryWatch(args.device) as watch_blas:
             blas = run_ais(model, base, args.chains, args.betas, seed=1)
         growth_blas = watch_blas.growth()
         print(f"float32, torch.mm: {blas}; memory growth {growth_blas} MiB", flush=True)

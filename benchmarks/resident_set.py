@@ -1,7 +1,7 @@
 """The resident set of a long block Gibbs run on the fused CPU products, under three settings of
 glibc's allocator.
 
-oneDNN's fused products (``ebm.products``, the default on a float32 CPU) make a new output per
+oneDNN's fused products (``ebm.backend``, the default on a float32 CPU) make a new output per
 product; each sweep frees as much tensor memory as it allocates (``throughput.py`` measures the
 peak of live tensor bytes: it does not grow), but what the resident set shows depends on how
 the C allocator places and returns that memory. Each setting runs in its own process (glibc

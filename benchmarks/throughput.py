@@ -5,7 +5,7 @@ For each model (a 784 x 500 Bernoulli RBM at 1,000 and 10,000 chains, a 3-layer 
 
 - ``samplers.BlockGibbs.run`` (ours; ``--sweeps`` sweeps a call),
 - matmul-only: the matrix products one sweep needs, in the same shapes, and nothing else (the
-  limit): on the kernel ours runs them on (``ebm.products``: fused oneDNN products on a float32
+  limit): on the kernel ours runs them on (``ebm.backend``: fused oneDNN products on a float32
   CPU) and with ``torch.mm`` into kept buffers; the limit is the faster of the two,
 - a plain hand-written torch loop (torch.rand, sigmoid, comparison), and the same loop through
   ``torch.compile`` (its own random numbers: inductor generates them inline, without a generator),
@@ -136,9 +136,9 @@ def matmul_only(
 ) -> Callable[[], object]:
     """The products of one sweep with nothing else: what no block Gibbs sweep can beat.
 
-    ``kernel="ours"``: each product as the sampler computes it (``ebm.products.matmul_add``:
-    fused oneDNN products on a float32 CPU, which make their own outputs; elsewhere
-    ``torch.mm`` into a buffer made once). ``kernel="torch.mm"``: ``torch.mm`` into buffers made
+    ``kernel="ours"``: each product as the sampler's backend computes it (``ebm.backend``: fused
+    oneDNN products on a float32 CPU, which make their own outputs; elsewhere ``torch.mm`` into
+    a buffer made once). ``kernel="torch.mm"``: ``torch.mm`` into buffers made
     once (``out=``), so that limit pays no allocation either: fresh outputs of a megabyte each
     cost page faults that would flatter the ratio. The benchmark's limit is the faster of the
     two."""
@@ -146,10 +146,13 @@ def matmul_only(
     if kernel not in ("ours", "torch.mm"):
         raise ValueError(kernel)
 
+    backend = ebm.backend.backend_for(model.device)
+    fused = kernel == "ours" and getattr(backend, "fused", False)
+
     def mm(x, w, out):
-        if kernel == "torch.mm":
-            return torch.mm(x, w, out=out)
-        return ebm.products.matmul_add(x, w, out=out)
+        if fused:
+            return backend.matmul(x, w)
+        return torch.mm(x, w, out=out)
 
     def buffer(rows, cols):
         return torch.empty(rows, cols, device=dev, dtype=dt)

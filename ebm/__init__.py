@@ -4,7 +4,7 @@ Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below
 (MCMC kernels) and ``estimators`` (log Z and log-likelihood); it never imports them.
 """
 
-from ebm import chains, datasets, factors, inference, models, plots, products, profiling, units
+from ebm import backend, chains, datasets, factors, inference, models, plots, profiling, units
 from ebm.base import FactorizedBase, base_rate, mean_field_base
 from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
@@ -17,6 +17,7 @@ from ebm.training import History, fit, linear_decay
 __version__ = "0.1.0"
 
 __all__ = [
+    "backend",
     "Graph",
     "EnergyModel",
     "FactorizedBase",
@@ -36,7 +37,6 @@ __all__ = [
     "models",
     "plots",
     "pretrain_dbm",
-    "products",
     "profiling",
     "reduced_precision",
     "save",

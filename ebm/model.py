@@ -24,8 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, distributions, nn
 
-from ebm import products
-from ebm.factors.base import kept_buffer
+from ebm.factors.base import Factor
 from ebm.graph import Graph, common_dtype
 
 __all__ = ["EnergyModel", "MAX_QUADRATIC_ENTRIES"]
@@ -68,18 +67,11 @@ class EnergyModel(nn.Module):
         self._touching: dict[str, list[str]] = {
             b: [n for n, f in graph.factors.items() if b in f.blocks] for b in self.blocks
         }
-        # the same factor objects in plain dicts (ModuleDict lookups cost a microsecond each):
-        # the products (fresh_natural) and the other terms touching each block
-        self._products = {
-            b: [graph.factors[n] for n in names if graph.factors[n].fresh_natural]
-            for b, names in self._touching.items()
-        }
-        self._terms = {
-            b: [graph.factors[n] for n in names if not graph.factors[n].fresh_natural]
-            for b, names in self._touching.items()
+        # the same factor objects in plain lists (ModuleDict lookups cost a microsecond each)
+        self._factors_of = {
+            b: [graph.factors[n] for n in names] for b, names in self._touching.items()
         }
         self._units = dict(graph.units)
-        self._scratch: dict[str, Tensor] = {}  # a second product's term, per block (write_natural_)
         # factors whose energy is quadratic in a block (adding to its quadratic term), and those that
         # are neither linear nor quadratic in it (the graph is frozen: computed once)
         self._quadratic: dict[str, list[str]] = {
@@ -187,44 +179,35 @@ class EnergyModel(nn.Module):
         return e
 
     def natural(self, block: str, state: State, stats: State | None = None) -> Tensor:
-        """eta_block = sum of the natural-parameter contributions of the factors touching it.
+        """eta_block = sum over the factors f touching the block of natural_f(block), in the
+        order of ``factors_touching``: the natural parameters of the block's conditional, shape
+        (batch, *block's shape).
 
         Exact for factors linear (or quadratic, see ``quadratic``) in the block; independent of the
-        block's own current value. With one factor touching the block this is that factor's
-        contribution itself (possibly a view of a parameter): do not modify it in place.
+        block's own current value. ``stats`` (the statistics of ``state``) saves recomputing them.
+        With one factor touching the block this is that factor's contribution itself (possibly a
+        view of a parameter): do not modify it in place.
         """
-        return self._natural_owned(block, state, stats)[0]
-
-    def _natural_owned(self, block: str, state: State, stats: State | None) -> tuple[Tensor, bool]:
-        """(eta, owned): owned when eta is a new tensor nobody else holds (callers may then
-        overwrite it). The terms of the factors without ``fresh_natural`` (biases) are summed
-        first; each product then adds that sum to itself (``Factor.natural_plus``): one fused
-        kernel on the CPU (``ebm.products``), so eta = (x_1 W_1 + b) + x_2 W_2 + ..."""
-        self._check_linear(block)
+        self.natural_check(block)
         stats = self.statistics(state) if stats is None else stats
-        eta, owned = self._sum_of_terms(block, stats)
-        for factor in self._products[block]:
-            eta, owned = factor.natural_plus(block, stats, eta), True
+        eta = None
+        for factor in self._factors_of[block]:
+            term = factor.natural(block, stats)
+            eta = term if eta is None else eta + term
         if eta is None:
             ref = next(iter(stats.values()))
-            return ref.new_zeros((ref.shape[0], *self.units[block].shape)), True
-        return eta, owned
+            return ref.new_zeros((ref.shape[0], *self.units[block].shape))
+        return eta
 
-    def _sum_of_terms(self, block: str, stats: State) -> tuple[Tensor | None, bool]:
-        """The sum of the contributions of the factors without ``fresh_natural``, in order, and
-        whether it is a tensor of its own (a single term may be a view of a parameter)."""
-        eta, owned = None, False
-        for factor in self._terms[block]:
-            term = factor.natural(block, stats)
-            if eta is None:
-                eta = term
-            elif owned:
-                eta.add_(term)
-            else:
-                eta, owned = eta + term, True
-        return eta, owned
+    def factors_touching(self, block: str) -> list[Factor]:
+        """The factors whose energy involves ``block``, in the graph's order."""
+        if block not in self.units:
+            raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
+        return list(self._factors_of[block])
 
-    def _check_linear(self, block: str) -> None:
+    def natural_check(self, block: str) -> None:
+        """ValueError unless every factor touching ``block`` is linear or quadratic in it (so
+        its natural parameters define its conditional)."""
         if block not in self.units:
             raise ValueError(f"unknown block {block!r}; model blocks: {self.blocks}")
         nonlinear = self._nonlinear[block]
@@ -233,30 +216,6 @@ class EnergyModel(nn.Module):
                 f"factor {nonlinear[0]!r} is not linear in block {block!r}: the block's conditional "
                 f"is not of its unit type's family, so it cannot be sampled or summed out this way"
             )
-
-    def write_natural_(self, block: str, stats: State, out: Tensor) -> Tensor:
-        """eta_block, written into ``out`` (shape (batch, *block's shape); neither ``stats`` nor
-        any factor may read it) or, where the products run as fused oneDNN kernels
-        (``ebm.products.fused_cpu_product``: float32 on the CPU), into a new tensor that kernel
-        makes; returns the tensor holding it, which the caller owns. The values of ``natural``,
-        bit for bit, with the same additions in the same order. On the other path matrix-product
-        factors multiply straight into ``out`` (``Factor.write_natural_``), so a sampler that
-        keeps a buffer per block allocates no tensor of the block's size for the sum."""
-        self._check_linear(block)
-        if products.fused_cpu_product(out):
-            eta, owned = self._natural_owned(block, None, stats)
-            return eta if owned else out.copy_(eta)
-        terms, _ = self._sum_of_terms(block, stats)
-        factors = self._products[block]
-        if not factors:
-            return out.zero_() if terms is None else out.copy_(terms)
-        factors[0].write_natural_(block, stats, out)
-        if terms is not None:
-            out.add_(terms)
-        for factor in factors[1:]:  # a product: into a scratch tensor kept for the block
-            scratch = kept_buffer(self._scratch, block, out.shape, out)
-            out.add_(factor.write_natural_(block, stats, scratch))
-        return out
 
     def quadratic(self, block: str, state: State, stats: State | None = None) -> Tensor | None:
         """q_block = sum of the quadratic coefficients of the factors quadratic in the block, so
@@ -323,10 +282,8 @@ class EnergyModel(nn.Module):
     ) -> Tensor:
         """Draw x_block ~ p(x_block | rest of ``state``)."""
         stats = self.statistics(state) if stats is None else stats
-        eta, owned = self._natural_owned(block, state, stats)
+        eta = self.natural(block, state, stats)
         extra = self._given_quadratic(block, state, stats)
-        if owned and not eta.requires_grad:
-            return self.units[block].sample_(eta, generator, **extra)
         return self.units[block].sample(eta, generator, **extra)
 
     def with_placeholders(self, state: State, blocks) -> State:
@@ -362,61 +319,29 @@ class EnergyModel(nn.Module):
                     f"block {inside[0]!r} cannot be summed out: factor {name!r} is not linear in it"
                 )
 
-    def split_energy(
-        self, state: State, sum_out, check: bool = True, scratch: dict | None = None
-    ) -> tuple[Tensor, State]:
+    def split_energy(self, state: State, sum_out, check: bool = True) -> tuple[Tensor, State]:
         """Split E into the part that does not depend on the summed-out blocks S and their natural
         parameters: E(x) = E_rest(x_-S) - sum_{u in S} eta_u(x_-S) . t_u(x_u).
 
         Returns (E_rest, {u: eta_u}). Used by ``free_energy`` and by annealing estimators, which
-        validate once and pass ``check=False`` inside their loops. With ``scratch`` (a dict the
-        caller keeps between calls, without gradients) the placeholders, E_rest and every eta_u
-        are written into tensors kept there (``write_natural_``): the same values, bit for bit,
-        with nothing of a block's size allocated; the results are overwritten by the next call
-        with the same ``scratch``.
+        validate once and pass ``check=False`` inside their loops.
         """
         sum_out = list(sum_out)
         if check:
             self.summable(sum_out)
-        if not state:  # everything summed out: one empty configuration, nothing worth keeping
-            scratch = None
-        if scratch is None:
-            full = self.with_placeholders(state, sum_out)
-        else:
-            full = dict(state)
-            ref = next(iter(state.values()))
-            for u in sum_out:  # zeros that nothing writes: kept from call to call
-                made = scratch.get(("zeros", u))
-                shape = (ref.shape[0], *self.units[u].shape)
-                full[u] = kept_buffer(scratch, ("zeros", u), shape, ref)
-                if full[u] is not made:
-                    full[u].zero_()
+        full = self.with_placeholders(state, sum_out)
         kept = [b for b in full if b not in sum_out]
         if check:
             self.check_state(full)
         stats = self.statistics({b: full[b] for b in kept})
         for u in sum_out:
-            stats[u] = full[u] if scratch is not None else torch.zeros_like(full[u])
+            stats[u] = torch.zeros_like(full[u])
         batch = next(iter(full.values())).shape[0]
-        if scratch is None:
-            e_rest = sum(self.units[b].base_energy(full[b]) for b in kept) if kept else 0.0
-        else:  # 0 + a == a exactly: the same sums, accumulated in place
-            e_rest = kept_buffer(scratch, "e_rest", (batch,), ref).zero_()
-            for b in kept:
-                e_rest.add_(self.units[b].base_energy(full[b]))
+        e_rest = sum(self.units[b].base_energy(full[b]) for b in kept) if kept else 0.0
         for f in self.factors.values():
             touched = [u for u in sum_out if u in f.blocks]
-            term = f.offset(touched[0], stats) if touched else f.energy(stats)
-            e_rest = e_rest + term if scratch is None else e_rest.add_(term)
-        if scratch is None:
-            eta = {u: self.natural(u, full, stats) for u in sum_out}
-        else:
-            eta = {
-                u: self.write_natural_(
-                    u, stats, kept_buffer(scratch, ("eta", u), full[u].shape, full[u])
-                )
-                for u in sum_out
-            }
+            e_rest = e_rest + (f.offset(touched[0], stats) if touched else f.energy(stats))
+        eta = {u: self.natural(u, full, stats) for u in sum_out}
         if not isinstance(e_rest, Tensor) or e_rest.dim() == 0:
             e_rest = e_rest + torch.zeros(batch, dtype=self.dtype, device=self.device)
         return e_rest, eta

@@ -2,17 +2,15 @@
 
 Inside ``with ebm.reduced_precision():`` float32 matrix products use oneDNN's bf16 mode on the
 CPU and TF32 on NVIDIA GPUs, keeping float32 accumulation and float32 results. How much the CPU
-rounds depends on the CPU: with AMX units the inputs are rounded to bfloat16; on an AMD EPYC with
-AVX512-BF16 and no AMX a 784 x 500 product came within 2.7e-6 of float64 (float32: 1.3e-6;
-bf16-rounded weights: 9.7e-3) and ran faster (docs/benchmarks.md). Tensors stay float32 and
-estimators still accumulate log-weights in float64: what changes, where the products round, is
-that every product sees weights rounded to 8 (bf16) or 10 (TF32) mantissa bits, so a run samples
-and anneals a model whose weights are rounded that way.
-For binary states the states themselves are exact in bf16. ``estimators.ais`` evaluates the last
-increment of its log-weights, the model itself at beta = 1, inside ``full_precision()``: the
-rounded models are then only its intermediate distributions, which AIS may choose freely, so
-on discrete blocks its estimate is of the full-precision log Z, with no rounding bias.
-``benchmarks/ais_speed.py`` measures the effect on log Z next to AIS's own error.
+rounds depends on the CPU (with AMX units the inputs are rounded to bfloat16; docs/benchmarks.md
+records the error measured on one machine). Tensors stay float32 and estimators still accumulate
+log-weights in float64: what changes, where the products round, is that every product sees
+weights rounded to 8 (bf16) or 10 (TF32) mantissa bits, so a run samples and anneals a model
+whose weights are rounded that way. For binary states the states themselves are exact in bf16.
+``estimators.ais`` evaluates the last increment of its log-weights, the model itself at
+beta = 1, inside ``full_precision()``: the rounded models are then only its intermediate
+distributions, which AIS may choose freely, so on discrete blocks its estimate is of the
+full-precision log Z, with no rounding bias.
 """
 
 from __future__ import annotations

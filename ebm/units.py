@@ -23,8 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, distributions, nn
 
-from ebm import kernels
-
 __all__ = ["Units", "Bernoulli", "Spin", "Categorical", "Gaussian", "Gamma", "UNIT_TYPES"]
 
 
@@ -109,12 +107,6 @@ class Units(nn.Module):
         """Draw x ~ p(x | natural). ``generator`` makes the draw reproducible."""
         raise NotImplementedError
 
-    def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
-        """As ``sample``, but ``natural`` (a tensor the caller owns and will not use again) may be
-        overwritten with the draw: what the hot loop of block Gibbs calls. Same distribution and,
-        for a seeded generator, the same draws as ``sample``."""
-        return self.sample(natural, generator, **kw)
-
     def mean(self, natural: Tensor) -> Tensor:
         """E[x | natural]."""
         raise NotImplementedError
@@ -122,13 +114,6 @@ class Units(nn.Module):
     def log_partition(self, natural: Tensor) -> Tensor:
         """A(eta) = log sum_x exp(eta . t(x) - E_0(x)), summed over the block: shape (batch,)."""
         raise NotImplementedError
-
-    def log_partition_(self, natural: Tensor, out: Tensor | None = None, **kw) -> Tensor:
-        """As ``log_partition``, but ``natural`` (a tensor the caller owns and will not use again)
-        may be overwritten, and the result is written into ``out`` (shape (batch,)) when given:
-        what an annealing loop that keeps its buffers calls. The same values, bit for bit."""
-        a = self.log_partition(natural, **kw)
-        return a if out is None else out.copy_(a)
 
     def random(
         self, num_chains: int, generator: torch.Generator | None = None, device=None, dtype=None
@@ -189,13 +174,6 @@ class Units(nn.Module):
         raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
 
 
-def _overwritable(natural: Tensor) -> bool:
-    """Whether ``sample_`` may draw into ``natural`` with the CPU kernel: contiguous, on the CPU,
-    and not part of a graph that autograd is recording."""
-    grad = natural.requires_grad and torch.is_grad_enabled()
-    return kernels.usable(natural) and natural.is_contiguous() and not grad
-
-
 def _bits(index: Tensor, n: int) -> Tensor:
     """Binary digits of ``index``, least significant first: shape (len(index), n)."""
     shifts = torch.arange(n, device=index.device)
@@ -242,32 +220,17 @@ class Bernoulli(_Binary):
         return distributions.Independent(distributions.Bernoulli(logits=natural), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """x_i = 1 with probability sigma(eta_i). On the CPU (numba installed) the uniforms come
-        from the fused counter-based kernel ``ebm.kernels``, else from torch.rand."""
-        if kernels.usable(natural):
-            with torch.no_grad():
-                return kernels.binary_from_probs_(torch.sigmoid(natural), generator)
+        """x_i = 1 with probability sigma(eta_i): u_i < sigma(eta_i), u_i ~ U(0, 1)."""
         u = torch.rand(
             natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
         )
         return (u < torch.sigmoid(natural)).to(natural.dtype)
-
-    def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
-        if _overwritable(natural):
-            with torch.no_grad():
-                return kernels.binary_from_probs_(natural.sigmoid_(), generator)
-        return self.sample(natural, generator)
 
     def mean(self, natural: Tensor) -> Tensor:
         return torch.sigmoid(natural)
 
     def log_partition(self, natural: Tensor) -> Tensor:
         return F.softplus(natural).sum(-1)
-
-    def log_partition_(self, natural: Tensor, out: Tensor | None = None, **kw) -> Tensor:
-        if kw or natural.requires_grad:
-            return super().log_partition_(natural, out, **kw)
-        return torch.sum(F.softplus(natural, out=natural), -1, out=out)
 
 
 class Spin(_Binary):
@@ -279,21 +242,11 @@ class Spin(_Binary):
         return distributions.Independent(SpinDistribution(logits=2 * natural), 1)
 
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """x_i = +1 with probability sigma(2 eta_i), else -1 (the CPU kernel as for Bernoulli)."""
-        if kernels.usable(natural):
-            with torch.no_grad():
-                return kernels.binary_from_probs_(torch.sigmoid(2 * natural), generator, -1.0, 1.0)
+        """x_i = +1 with probability sigma(2 eta_i), else -1."""
         u = torch.rand(
             natural.shape, generator=generator, device=natural.device, dtype=natural.dtype
         )
         return torch.where(u < torch.sigmoid(2 * natural), 1.0, -1.0).to(natural.dtype)
-
-    def sample_(self, natural: Tensor, generator: torch.Generator | None = None, **kw) -> Tensor:
-        if _overwritable(natural):
-            with torch.no_grad():
-                probs = natural.mul_(2).sigmoid_()
-                return kernels.binary_from_probs_(probs, generator, -1.0, 1.0)
-        return self.sample(natural, generator)
 
     def mean(self, natural: Tensor) -> Tensor:
         return torch.tanh(natural)

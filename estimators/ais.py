@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ebm.backend.buffers import swap_buffer
 from ebm.base import FactorizedBase
 from ebm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from ebm.factors.base import swap_buffer
 from ebm.model import EnergyModel
 from ebm.precision import full_precision
 from estimators import schedules

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ebm.backend import backend_for
+from ebm.backend.buffers import kept_buffer
 from ebm.base import FactorizedBase
-from ebm.factors.base import kept_buffer
 from ebm.model import EnergyModel
 from estimators.exact import choose_sum_out
 from samplers.hmc import hmc_step
@@ -224,9 +225,9 @@ class GeometricPath:
         ``work``: a dict the caller keeps from step to step (see ``transition``): the terms are
         then written into tensors kept there, the same values bit for bit, and are overwritten
         by the next call with the same ``work``."""
-        e_rest, eta = self.model.split_energy(
-            {b: x[b] for b in self.chain_blocks}, self.sum_out, check=False, scratch=work
-        )
+        kept = {b: x[b] for b in self.chain_blocks}
+        backend = backend_for(self.model.device)
+        e_rest, eta = backend.split_energy(self.model, kept, self.sum_out, work)
         m = self.model
         e_base = _double(self.base.energy(x), work, "path.e_base") if self.base.blocks else 0.0
         e_rest = _double(e_rest, work, "path.e_rest")
@@ -265,6 +266,7 @@ class GeometricPath:
                 out = out + self.model.units[u].log_partition(beta * n, **extra)
             return out
         # the same operations in the same order, into kept tensors
+        backend = backend_for(t.e_rest)
         out = kept_buffer(work, (key, "out"), t.e_rest.shape, t.e_rest)
         if isinstance(t.e_base, Tensor):
             torch.mul(t.e_base, -(1.0 - beta), out=out)
@@ -279,7 +281,8 @@ class GeometricPath:
                 out.add_(units.log_partition(beta * n, **extra))
                 continue
             scaled = torch.mul(n, beta, out=kept_buffer(work, (key, "eta", u), n.shape, n))
-            out.add_(units.log_partition_(scaled, kept_buffer(work, (key, "a", u), out.shape, out)))
+            a = kept_buffer(work, (key, "a", u), out.shape, out)
+            out.add_(backend.log_partition_(units, scaled, a))
         return out
 
     def transition(

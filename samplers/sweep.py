@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ebm.factors.base import kept_buffer, swap_buffer
+from ebm.backend import backend_for
+from ebm.backend.buffers import kept_buffer, swap_buffer
 from ebm.model import EnergyModel
 
 __all__ = ["gibbs_sweep", "update_class"]
@@ -44,13 +45,19 @@ def gibbs_sweep(
     base: Mapping[str, Tensor] | None = None,
     reverse: bool = False,
     work: dict | None = None,
+    backend=None,
 ) -> State:
     """One sweep: each colour class of ``classes`` (reversed with ``reverse``) drawn in turn from
     its conditional under p_beta (``update_class``); returns the new state, a new dict (blocks
-    not in ``classes``, e.g. clamped ones, are carried over). ``work``: see ``update_class``."""
+    not in ``classes``, e.g. clamped ones, are carried over). ``work``, ``backend``: see
+    ``update_class``."""
     state = dict(state)
+    if backend is None and state:
+        backend = backend_for(next(iter(state.values())))
     for blocks in reversed(classes) if reverse else classes:
-        state.update(update_class(model, state, blocks, generator, beta, base, work=work))
+        state.update(
+            update_class(model, state, blocks, generator, beta, base, work=work, backend=backend)
+        )
     return state
 
 
@@ -65,6 +72,7 @@ def update_class(
     given: Mapping[str, Tensor] | None = None,
     given_quadratic: Mapping[str, Tensor] | None = None,
     work: dict | None = None,
+    backend=None,
 ) -> State:
     """Draw the blocks of one colour class from their conditionals under p_beta given the other
     blocks of ``state``; returns {block: draw} and leaves ``state`` and ``given`` unchanged.
@@ -76,13 +84,18 @@ def update_class(
     ``state`` (which need not hold the block): a path's summed-out blocks, whose parameters its
     densities needed anyway; ``given_quadratic``: their quadratic coefficients q_b at beta = 1.
 
-    ``work``: a dict the caller keeps from call to call. The natural parameters are then written
-    into tensors kept there (``EnergyModel.write_natural_``) and drawn in place, two per block
-    taken in turn, so the update allocates nothing of a block's size; a draw it returns is
-    overwritten two calls later (copy what you keep). The draws equal those without ``work``,
-    bit for bit. Blocks with a quadratic term are drawn as without ``work``.
+    ``backend`` (default ``ebm.backend.backend_for`` the state's tensors) computes the natural
+    parameters and the draws. On a backend that works in place (``backend.in_place``) the
+    natural parameters are tensors the update owns, scaled and mixed in place and drawn into;
+    with ``work``, a dict the caller keeps from call to call, they are kept there, two per block
+    taken in turn, so the update allocates nothing of a block's size and a draw it returns is
+    overwritten two calls later (copy what you keep). The draws are those without ``work``, bit
+    for bit. Blocks with a quadratic term are drawn by their unit type from new tensors.
     """
     given, base = given or {}, base or {}
+    if backend is None:
+        like = next(iter({**state, **given}.values()))
+        backend = backend_for(like)
     stats = None if all(b in given for b in blocks) else model.statistics(state)
     out = {}
     for b in blocks:
@@ -91,28 +104,36 @@ def update_class(
             q = (given_quadratic or {}).get(b)
         else:
             q = model.quadratic(b, state, stats)
-        if work is None or q is not None:
-            eta = given[b] if b in given else model.natural(b, state, stats)
+        if q is not None or not backend.in_place:
+            eta = given[b] if b in given else backend.natural(model, b, stats)
             natural = _tempered(eta, beta, base.get(b))
-            if q is not None and not _is_one(beta):
-                q = q * _per_row(beta, q)
-            out[b] = units.sample(natural, generator, **model.given_quadratic(b, q))
+            if q is not None:
+                if not _is_one(beta):
+                    q = q * _per_row(beta, q)
+                out[b] = units.sample(natural, generator, **model.given_quadratic(b, q))
+            else:
+                out[b] = backend.sample_(units, natural, generator)
             continue
-        like = given[b] if b in given else state[b]
-        buffer = swap_buffer(work, ("sweep.x", b), like.shape, like, state.get(b, like))
-        if b in given:  # scaled into the buffer in one pass; ``given`` stays intact
-            natural = torch.mul(given[b], _per_row(beta, buffer), out=buffer)
+        buffer = None
+        if work is not None:
+            like = given[b] if b in given else state[b]
+            buffer = swap_buffer(work, ("sweep.x", b), like.shape, like, state.get(b, like))
+        if b in given:  # scaled into a tensor of the update's own; ``given`` stays intact
+            natural = torch.mul(given[b], _per_row(beta, given[b]), out=buffer)
         else:
-            natural = model.write_natural_(b, stats, buffer)
+            natural = backend.natural(model, b, stats, out=buffer, work=work)
             if not _is_one(beta):
                 natural.mul_(_per_row(beta, natural))
         a = base.get(b)
         if a is not None:
             weight = _complement(beta, natural)
-            shape = torch.broadcast_shapes(a.shape, getattr(weight, "shape", ()))
-            mixed = kept_buffer(work, ("sweep.base", b), shape, a)
-            natural.add_(torch.mul(a, weight, out=mixed))
-        out[b] = units.sample_(natural, generator)
+            if work is None:
+                natural.add_(a * weight)
+            else:
+                shape = torch.broadcast_shapes(a.shape, getattr(weight, "shape", ()))
+                mixed = kept_buffer(work, ("sweep.base", b), shape, a)
+                natural.add_(torch.mul(a, weight, out=mixed))
+        out[b] = backend.sample_(units, natural, generator)
     return out
 
 

@@ -212,13 +212,13 @@ PATH_CASES = {
 }
 
 
-@pytest.mark.parametrize("kind", ["onednn", "blas"])
+@pytest.mark.parametrize("kind", ["cpu", "cpu-blas", "torch"])
 @pytest.mark.parametrize("case", list(PATH_CASES))
 def test_kept_buffers_give_the_plain_steps_bit_for_bit(case, kind):
     """terms, log_f and transition with ``work`` are the plain calls' values, draw for draw,
-    over many steps (where buffers are reused) and for an odd number of chains, on both CPU
-    product kernels (``ebm.products``)."""
-    with ebm.products.cpu_products(kind):
+    over many steps (where buffers are reused) and for an odd number of chains, on every
+    backend (``ebm.backend``)."""
+    with ebm.backend.use_backend(kind):
         _check_kept_buffers_give_the_plain_steps(case)
 
 
@@ -279,17 +279,17 @@ def test_ais_log_weights_are_the_plain_loops_bit_for_bit():
 
 
 def test_ais_allocates_nothing_of_a_blocks_size_per_beta():
-    """On the products that write into given tensors (torch.mm: GPUs, float64, and the CPU's
-    BLAS, chosen here), three times the betas, the same allocations of a block's size (the kept
+    """On the CPU backend with products that write into given tensors (its BLAS variant, chosen
+    here), three times the betas, the same allocations of a block's size (the kept
     buffers, made in the first steps): the inner loop allocates none. What it still allocates
     per beta is small: chain-length vectors (factor energies) and scalars, under 64 bytes a
-    chain. (oneDNN's fused products make their own outputs: see test_products.py.)"""
+    chain. (oneDNN's fused products make their own outputs: see test_backend.py.)"""
     model = random_rbm(64, 32, scale=1.0, seed=0)
     chains = 256
     block_bytes = chains * 32 * 4  # the smallest block, float32
 
     def sizes(num_betas):
-        with ebm.products.cpu_products("blas"):
+        with ebm.backend.use_backend("cpu-blas"):
             return ebm.profiling.tensor_allocations(
                 lambda: estimators.ais(
                     model,

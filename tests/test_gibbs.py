@@ -47,19 +47,19 @@ def _gibbs_tv(model, p, sweeps, seed):
     return 0.5 * float((emp - p).abs().sum())
 
 
-@pytest.mark.parametrize("kind", ["onednn", "blas"])
+@pytest.mark.parametrize("kind", ["cpu", "torch"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gibbs_histogram_matches_exact_distribution(seed, kind):
     """Independent chains on a multimodal 8x4 RBM: the joint histogram of (v, h) after burn-in is
     within the total variation that exact draws of the same size show (their maximum over 200
-    replicates); a model with slightly different weights is not. On both CPU product kernels
-    (``ebm.products``): fused oneDNN products with their bias, and torch.mm then the bias."""
+    replicates); a model with slightly different weights is not. On the fast CPU backend (fused
+    oneDNN products, the numba draw kernel) and on the reference backend (``ebm.backend``)."""
     model = random_rbm(8, 4, scale=2.0, seed=seed)
     p = _exact_joint(model)
     top = torch.topk(p, 2).values
     assert float(top.sum()) < 0.9  # not a single dominant state: a real test of mixing
     floor, typical = _noise_floor(p, NUM_CHAINS)
-    with ebm.products.cpu_products(kind):
+    with ebm.backend.use_backend(kind):
         tv = _gibbs_tv(model, p, sweeps=200, seed=seed)
         assert tv <= floor, (tv, floor, typical)
         # power: a model whose weights are off by 0.2 is detected at the same sample size
@@ -133,14 +133,14 @@ MODELS_FOR_RUN = {
 }
 
 
-@pytest.mark.parametrize("kind", ["onednn", "blas"])
+@pytest.mark.parametrize("kind", ["cpu", "cpu-blas", "torch"])
 @pytest.mark.parametrize("name", sorted(MODELS_FOR_RUN))
 def test_run_draws_what_step_draws_and_never_writes_its_input(name, kind):
     """``run(state, n)`` gives the chains of n calls of ``step``, draw for draw from the same
     seed, although it computes natural parameters and draws into buffers of its own; the state
-    passed in is left as it was. On both CPU product kernels (``ebm.products``)."""
+    passed in is left as it was. On every backend (``ebm.backend``)."""
     torch.manual_seed(0)
-    with ebm.products.cpu_products(kind):
+    with ebm.backend.use_backend(kind):
         _check_run_draws_what_step_draws(name)
 
 
@@ -161,7 +161,7 @@ def _check_run_draws_what_step_draws(name):
 
 
 def test_run_reuses_two_buffers_per_block_and_trace_keeps_copies():
-    """With products that write into given tensors (the CPU's BLAS here, as on GPUs), after its
+    """With products that write into given tensors (the CPU backend on BLAS), after its
     first sweep ``run`` draws every binary block of a DBM into one of two buffers (so the hot
     loop allocates nothing of a block's size), and ``Trace`` keeps copies, not the live
     buffers."""
@@ -175,7 +175,7 @@ def test_run_reuses_two_buffers_per_block_and_trace_keeps_copies():
                 pointers[b].add(state[b].data_ptr())
 
     trace = samplers.Trace(lambda s: s["h1"])
-    with ebm.products.cpu_products("blas"):
+    with ebm.backend.use_backend("cpu-blas"):
         gibbs.run(gibbs.init(40), 20, observers=[record, trace])
     assert all(len(p) == 2 for p in pointers.values()), pointers
     draws = trace.values
@@ -183,19 +183,24 @@ def test_run_reuses_two_buffers_per_block_and_trace_keeps_copies():
     assert len({tuple(d.flatten().tolist()) for d in draws}) == 20  # not one buffer seen 20 times
 
 
-@pytest.mark.parametrize("kind", ["onednn", "blas"])
+@pytest.mark.parametrize("kind", ["cpu", "cpu-blas"])
 @pytest.mark.parametrize("name", sorted(MODELS_FOR_RUN))
-def test_write_natural_matches_natural_bit_for_bit(name, kind):
-    """``EnergyModel.write_natural_`` gives exactly what ``natural`` returns, for every block
-    linear in its factors, on both CPU product kernels (``ebm.products``: into the buffer with
-    BLAS; in the fused oneDNN product's own output tensor)."""
+def test_the_cpu_backends_natural_parameters_are_the_models(name, kind):
+    """The fast CPU backend's natural parameters (fused products, or products written into the
+    given tensor) equal ``EnergyModel.natural`` to float32 rounding, for every block linear in
+    its factors; on BLAS they are written into the tensor given."""
     torch.manual_seed(1)
     model = MODELS_FOR_RUN[name]()
     state = samplers.BlockGibbs(model, generator=torch.Generator().manual_seed(2)).init(9)
     stats = model.statistics(state)
-    with torch.no_grad(), ebm.products.cpu_products(kind):
+    backend = ebm.backend.get_backend(kind)
+    with torch.no_grad():
         for b in model.blocks:
             if model.quadratic_factors(b):
                 continue
-            out = torch.full_like(model.natural(b, state), float("nan"))
-            assert torch.equal(model.write_natural_(b, stats, out), model.natural(b, state)), b
+            want = model.natural(b, state)
+            out = torch.full_like(want, float("nan"))
+            got = backend.natural(model, b, stats, out)
+            assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), b
+            if kind == "cpu-blas":
+                assert got is out, b

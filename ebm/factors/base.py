@@ -105,16 +105,14 @@ class Factor(nn.Module):
     ``bind(shapes)`` is called once by the Graph with the shapes of the blocks the factor touches;
     create parameters there when their shape depends on the blocks.
 
-    ``fresh_natural`` (class attribute, default False): True when ``natural`` always returns a
-    new tensor that nothing else holds (a matmul's result), so that the model may add the other
-    factors' contributions to it in place and the unit type may overwrite it with the draws.
+    ``natural_product`` (optional): the contribution as one matrix product x w, for backends
+    that run products on kernels of their own (``ebm.backend``).
 
     ``no_weight_decay`` (class attribute, default empty): names of the factor's parameters that
     ``fit``'s weight decay must leave alone, such as the unconstrained matrix behind a constrained
     weight, whose scale carries no meaning.
     """
 
-    fresh_natural: bool = False
     no_weight_decay: tuple[str, ...] = ()
 
     def __init__(self, *blocks: str, name: str | None = None):
@@ -147,23 +145,16 @@ class Factor(nn.Module):
         """Contribution to the natural parameters of ``target``: -dE_f/dt_target, like t_target."""
         return natural_from_energy(self, target, stats)
 
-    def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
-        """natural(target, stats) + add, as a tensor nobody else holds (``add``: None or a
-        tensor broadcastable to the contribution, such as a bias expanded over the batch). What
-        a model sums a block's natural parameters with: a product factor overrides this to add
-        ``add`` in the product's own output pass (``ebm.products.matmul_add``)."""
-        eta = self.natural(target, stats)
-        if add is None:
-            return eta if self.fresh_natural else eta.clone()
-        return eta.add_(add) if self.fresh_natural else eta + add
-
-    def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
-        """Write ``natural(target, stats)`` into ``out`` (shape (batch, *target's shape), not
-        read by the computation) and return it: the same values, bit for bit. Factors whose
-        contribution is a matrix product override this to multiply straight into ``out``, so a
-        sampler that keeps one buffer per block allocates nothing for it. Without gradients
-        (``out=`` products do not record them)."""
-        return out.copy_(self.natural(target, stats))
+    def natural_product(
+        self, target: str, stats: dict[str, Tensor], matmul=torch.mm, mul=torch.mul
+    ):
+        """(x, w) when this factor's contribution to ``target`` is one matrix product,
+        natural(target, stats) = (x @ w).reshape(batch, *target's shape), with x of shape
+        (batch, k) and w of shape (k, n); None (the default) otherwise. A backend uses it to run
+        the product on its own kernel; ``matmul`` and ``mul`` are that backend's matrix and
+        elementwise products, for what the operands themselves need (the result of ``mul`` may
+        be a buffer the backend reuses: use it for the returned x only)."""
+        return None
 
     def precision(self, target: str, stats: dict[str, Tensor]) -> Tensor | None:
         """For a Gaussian ``target``: the quadratic coefficient Q of t_target in E_f
@@ -297,34 +288,5 @@ def natural_from_energy(factor: Factor, target: str, stats: dict[str, Tensor]) -
     return -grad
 
 
-def _fits(buf: Tensor | None, shape, dtype, device) -> bool:
-    return buf is not None and (tuple(buf.shape), buf.dtype, buf.device) == (
-        tuple(shape),
-        dtype,
-        device,
-    )
-
-
-def kept_buffer(store: dict, key, shape, like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-    """``store[key]``, a tensor of ``shape`` with ``like``'s device and dtype (or ``dtype``), made
-    anew only when missing or of another layout: scratch memory a hot loop reuses (so it stays in
-    cache)."""
-    dtype = like.dtype if dtype is None else dtype
-    buf = store.get(key)
-    if not _fits(buf, shape, dtype, like.device):
-        buf = store[key] = like.new_empty(shape, dtype=dtype)
-    return buf
-
-
 def flat_size(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape))
-
-
-def swap_buffer(store: dict, key, shape, like: Tensor, current: Tensor) -> Tensor:
-    """Of the two tensors of ``shape`` kept in ``store`` under ``key`` (made on first use, with
-    ``like``'s dtype and device), the one that does not hold ``current``: double buffering, so a
-    loop writes its next state while the last one stays intact (for a consistent snapshot)."""
-    pair = store.get(key)
-    if pair is None or not _fits(pair[0], shape, like.dtype, like.device):
-        pair = store[key] = (like.new_empty(shape), like.new_empty(shape))
-    return pair[1] if pair[0].data_ptr() == current.data_ptr() else pair[0]

@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from ebm.factors.base import Factor, check_init_scale, flat_size, register
-from ebm.products import matmul_add
 
 
 @register
@@ -18,8 +17,6 @@ class Dense(Factor):
     Contributes W t(b) to the natural parameters of a and W^T t(a) to those of b: one matmul each,
     the hot loop of block Gibbs. ``weight`` (optional) gives W; otherwise W ~ N(0, init_scale^2).
     """
-
-    fresh_natural = True
 
     def __init__(
         self, a: str, b: str, weight=None, init_scale: float = 0.01, name: str | None = None
@@ -48,16 +45,10 @@ class Dense(Factor):
         other, w = self._operands(target, stats)
         return (other @ w).reshape(other.shape[0], *self._shapes[target])
 
-    def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
-        other, w = self._operands(target, stats)
-        batch = other.shape[0]
-        flat = None if add is None else add.reshape(batch, -1)
-        return matmul_add(other, w, flat).reshape(batch, *self._shapes[target])
-
-    def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
-        other, w = self._operands(target, stats)
-        torch.mm(other, w, out=out.view(out.shape[0], -1))
-        return out
+    def natural_product(
+        self, target: str, stats: dict[str, Tensor], matmul=torch.mm, mul=torch.mul
+    ):
+        return self._operands(target, stats)
 
     def _operands(self, target: str, stats: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(t(other block) flattened, W or W^T): the contribution to ``target`` is their product."""

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, check_init_scale, flat_size, kept_buffer, register
-from ebm.products import fused_cpu_product, matmul_add
+from ebm.factors.base import Factor, check_init_scale, flat_size, register
 
 
 class _ThreeBlocks(Factor):
@@ -48,8 +47,6 @@ class ThirdOrder(_ThreeBlocks):
     e.g. (W t(b) t(c))_i = sum_jk W_ijk t(b)_j t(c)_k for a. ``weight`` (optional) gives W;
     otherwise W ~ N(0, init_scale^2). The learning signal for W_ijk is <t_i t_j t_k>_data -
     <t_i t_j t_k>_model."""
-
-    fresh_natural = True
 
     def __init__(
         self,
@@ -98,8 +95,6 @@ class Factored3Way(_ThreeBlocks):
     cubic in size. ``weights`` (optional) gives (Wx, Wy, Wh); otherwise each is
     N(0, init_scale^2)."""
 
-    fresh_natural = True
-
     def __init__(
         self,
         x: str,
@@ -123,7 +118,6 @@ class Factored3Way(_ThreeBlocks):
         )
         self.factors = nn.ParameterList()
         self._cache: dict[int, tuple] = {}
-        self._scratch: dict = {}  # kept buffers: the product and the activities (kept_buffer)
 
     def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self._shapes = {b: tuple(shapes[b]) for b in self.blocks}
@@ -149,52 +143,36 @@ class Factored3Way(_ThreeBlocks):
         return -(fx * fy * fh).sum(-1)
 
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
-        i, ws = self.blocks.index(target), self._weights()
-        return self._shaped(target, self._product_of_others(i, stats, ws) @ ws[i].T)
+        x, w = self.natural_product(target, stats)
+        return self._shaped(target, x @ w)
 
-    def natural_plus(self, target: str, stats: dict[str, Tensor], add: Tensor | None) -> Tensor:
+    def natural_product(
+        self, target: str, stats: dict[str, Tensor], matmul=torch.mm, mul=torch.mul
+    ):
+        """(fa * fb, W_target^T): the elementwise product (``mul``) of the other two blocks'
+        factor activities (projected with ``matmul``) and the target's weights."""
         i, ws = self.blocks.index(target), self._weights()
-        product = self._product_of_others(i, stats, ws)
-        flat = None if add is None else add.reshape(product.shape[0], -1)
-        return self._shaped(target, matmul_add(product, ws[i].T, flat))
-
-    def write_natural_(self, target: str, stats: dict[str, Tensor], out: Tensor) -> Tensor:
-        i, ws = self.blocks.index(target), self._weights()
-        product = self._product_of_others(i, stats, ws)
-        torch.mm(product, ws[i].T, out=out.view(out.shape[0], -1))
-        return out
-
-    def _product_of_others(self, i: int, stats: dict[str, Tensor], ws) -> Tensor:
-        """The elementwise product of the other two blocks' activities; without gradients, in a
-        scratch tensor kept for it (memory already in cache, nothing allocated)."""
-        f1, f2 = (self._activity(j, stats, ws[j]) for j in range(3) if j != i)
-        if torch.is_grad_enabled():
-            return f1 * f2
-        return torch.mul(f1, f2, out=kept_buffer(self._scratch, "product", f1.shape, f1))
+        f1, f2 = (self._activity(j, stats, ws[j], matmul) for j in range(3) if j != i)
+        return mul(f1, f2), ws[i].T
 
     def _weights(self) -> tuple[Tensor, ...]:
         """(Wx, Wy, Wh), read from the ParameterList's own dict: its indexing costs microseconds
         a call, which the hot loop of block Gibbs on small blocks notices."""
         return tuple(self.factors._parameters.values())
 
-    def _activity(self, j: int, stats: dict[str, Tensor], w: Tensor) -> Tensor:
+    def _activity(self, j: int, stats: dict[str, Tensor], w: Tensor, matmul) -> Tensor:
         """t(block j) Wj, reused while neither that block's statistic (the same tensor object,
-        unmodified) nor Wj has changed, when no gradient is being recorded: a block Gibbs sweep
-        then projects each block once (6 matrix products a sweep instead of 9)."""
+        unmodified) nor Wj has changed and the same ``matmul`` asks, when no gradient is being
+        recorded: a block Gibbs sweep then projects each block once (6 matrix products a sweep
+        instead of 9)."""
         t = stats[self.blocks[j]]
         if torch.is_grad_enabled():
             return t.flatten(1) @ w
-        key = (t._version, w._version, t.shape)
+        key = (t._version, w._version, t.shape, matmul)
         cached = self._cache.get(j)
         if cached is not None and cached[0]() is t and cached[1] == key:
             return cached[2]
-        flat = t.flatten(1)
-        # oneDNN's fused product makes its own output (ebm.products); torch.mm writes into the
-        # buffer of the stale one (nothing allocated) while its layout still fits
-        out = None
-        if not fused_cpu_product(flat):
-            out = kept_buffer(self._scratch, ("activity", j), (flat.shape[0], w.shape[1]), flat)
-        out = matmul_add(flat, w, out=out)
+        out = matmul(t.flatten(1), w)
         self._cache[j] = (weakref.ref(t), key, out)
         return out
 

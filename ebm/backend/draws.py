@@ -1,12 +1,10 @@
-"""A fused CPU kernel for the hot loop of block Gibbs: binary draws from probabilities.
+"""Binary draws from probabilities in one pass, a numba kernel of the fast CPU backend.
 
-On the CPU, torch draws uniforms with one Mersenne Twister per generator, serially (about 2.5 ns a
-draw on this project's 2-core machine, whatever the thread count), and a draw then takes three
-more passes over memory (the uniforms, the comparison, the cast). For a 784 x 500 RBM that is as
-long as the matrix products. This kernel fuses the uniform and the comparison into one pass
-with a counter-based generator: the uniform of element i is a function of the seed, i and, in
-the tensor's last partial block, its size, so the draws do not depend on how the work is split,
-nor on the number of threads.
+``binary_from_probs_(p, generator, low, high)`` overwrites a CPU float tensor of probabilities with
+independent draws: ``high`` with probability p_i, else ``low``. It fuses the uniform and the
+comparison into one pass over memory with a counter-based generator, so the uniform of element i
+is a function of the seed, of i and (in the tensor's last partial block) of its size: the draws do
+not depend on how the work is split, nor on the number of threads.
 
 The generator is SplitMix64 (Steele, Lea & Flood 2014; the generator of Java's SplittableRandom,
 which passes BigCrush): state_k = seed + (k + 1) * 0x9E3779B97F4A7C15, output k = its 64-bit
@@ -19,20 +17,11 @@ P(draw = high) = ceil(p 2^24) / 2^24, within 2^-24 of p. The seed of every call 
 62-bit integer drawn from the caller's torch.Generator, so a seeded generator reproduces the draws
 exactly.
 
-**Threads.** The kernel runs in torch's own OpenMP thread team (``GOMP_parallel`` of the OpenMP
-runtime torch loaded) when the tensor has at least ``PARALLEL_MIN_ELEMENTS`` elements and torch
-has more than one thread. Each member draws a contiguous run of whole blocks, so it writes the
-rows that a row-split matrix product reads on the same core next: pairing elements half the
-tensor apart instead, the three-way model's products ran 13% slower inside a sweep than in the
-matmul-only limit (512 against 452 us a product). Right after a matrix
-product torch's workers are still spinning, waiting for work, so they take their slice at once:
-inside a sweep this was faster than the calling thread alone on every model benchmarked. A pool
-of our own was slower at every size measured (Python threads, numba's threading layers): its
-threads competed with torch's spinning workers for the same cores. Where no OpenMP runtime is
-loaded the kernel runs on the calling thread.
-
-numba compiles the kernel on first use (cached on disk). Without numba ``available()`` is False
-and the unit types keep torch's own sampling.
+Threads: with at least ``PARALLEL_MIN_ELEMENTS`` elements and more than one torch thread, the
+kernel runs in the thread team of the OpenMP runtime torch loaded (``GOMP_parallel``, found among
+the process's shared libraries on Linux), each member drawing a contiguous run of whole blocks;
+elsewhere it runs on the calling thread (``parallel()`` says which). numba compiles the kernel
+on first use and caches it on disk; without numba ``available()`` is False.
 """
 
 from __future__ import annotations
@@ -44,7 +33,13 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "available", "binary_from_probs_", "usable"]
+__all__ = [
+    "PARALLEL_MIN_ELEMENTS",
+    "available",
+    "binary_from_probs_",
+    "parallel",
+    "usable",
+]
 
 #: below this many elements the kernel runs on the calling thread (a team start costs more)
 PARALLEL_MIN_ELEMENTS = 1 << 15
@@ -107,11 +102,11 @@ def _build() -> dict:
         addresses = [f.address for f in keep]
     for name, address in zip(_OMP_QUERIES, addresses, strict=True):
         llvmlite.binding.add_symbol(_SYMBOL_PREFIX + name, address)
-    from ebm import _draw_kernels  # compiled, or loaded from numba's cache, now
+    from ebm.backend import _numba_draws  # compiled, or loaded from numba's cache, now
 
     members = {
-        torch.float32: _draw_kernels.member_float32,
-        torch.float64: _draw_kernels.member_float64,
+        torch.float32: _numba_draws.member_float32,
+        torch.float64: _numba_draws.member_float64,
     }
     return {
         "members": {dt: (run, run.address) for dt, run in members.items()},
@@ -131,6 +126,11 @@ def available() -> bool:
         except ImportError:  # pragma: no cover - numba is a dependency, absent only by choice
             _LIB = None
     return _LIB is not None
+
+
+def parallel() -> bool:
+    """Whether large draws run in torch's OpenMP thread team (else on the calling thread)."""
+    return available() and _LIB["parallel"] is not None
 
 
 def usable(t: Tensor) -> bool:

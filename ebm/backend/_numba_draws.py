@@ -1,8 +1,8 @@
-"""The numba code of ``ebm.kernels``: SplitMix64 binary draws and the C callbacks a team member
+"""The numba code of ``ebm.backend.draws``: SplitMix64 binary draws and the C callbacks a team member
 runs. Every function is at module level with its constants as module globals, never a closure:
 numba keys its on-disk cache on the bytecode and on the closure's cell contents, and a closure
 over a dispatcher hashes differently in every process, so closures were recompiled by every new
-interpreter. Import this module only after ``ebm.kernels`` has registered the two OpenMP query
+interpreter. Import this module only after ``ebm.backend.draws`` has registered the two OpenMP query
 symbols with llvmlite (the callbacks link against them when compiled or loaded from the cache).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-#: must equal ebm.kernels' constants of the same names
+#: must equal ebm.backend.draws' constants of the same names
 PAIRS = 2048
 PARAMS = 5
 SYMBOL_PREFIX = "ebm_kernels_"

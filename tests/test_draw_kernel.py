@@ -1,4 +1,4 @@
-"""The fused CPU kernel for binary draws (``ebm.kernels``): right probabilities, reproducible,
+"""The fused CPU kernel for binary draws (``ebm.backend.draws``): right probabilities, reproducible,
 the same whatever the thread count, and used by the Bernoulli and Spin unit types."""
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ebm
-from ebm import kernels
+from ebm.backend import draws as kernels
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 
@@ -112,7 +112,8 @@ def test_without_an_openmp_runtime_the_draws_are_the_same_on_the_calling_thread(
     import sys
 
     script = (
-        "import torch\nfrom ebm import kernels\nkernels._openmp_runtime = lambda: None\n"
+        "import torch\nfrom ebm.backend import draws as kernels\n"
+        "kernels._openmp_runtime = lambda: None\n"
         "p = torch.rand(300_001, generator=torch.Generator().manual_seed(2))\n"
         "x = kernels.binary_from_probs_(p, torch.Generator().manual_seed(9))\n"
         "assert kernels._LIB['parallel'] is None\n"
@@ -137,9 +138,9 @@ def test_a_new_process_loads_the_compiled_callbacks_from_the_cache():
     import sys
 
     code = (
-        "import ebm.kernels as k\n"
+        "import ebm.backend.draws as k\n"
         "assert k.available()\n"
-        "from ebm import _draw_kernels as d\n"
+        "from ebm.backend import _numba_draws as d\n"
         "print(d.member_float32.cache_hits, d.member_float64.cache_hits)\n"
     )
     runs = [
