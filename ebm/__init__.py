@@ -4,7 +4,18 @@ Layers: ``ebm`` (graphs, unit types, factors, models, data, training) sits below
 (MCMC kernels) and ``estimators`` (log Z and log-likelihood); it never imports them.
 """
 
-from ebm import backend, chains, datasets, factors, inference, models, plots, profiling, units
+from ebm import (
+    backend,
+    chains,
+    datasets,
+    factors,
+    inference,
+    jax_export,
+    models,
+    plots,
+    profiling,
+    units,
+)
 from ebm.base import FactorizedBase, base_rate, mean_field_base
 from ebm.deep import pretrain_dbm
 from ebm.graph import Graph
@@ -31,6 +42,7 @@ __all__ = [
     "fit_upoe_greedily",
     "full_precision",
     "inference",
+    "jax_export",
     "linear_decay",
     "mean_field_base",
     "load",

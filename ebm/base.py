@@ -7,7 +7,9 @@ import math
 import torch
 from torch import Tensor
 
+from ebm.inference import mean_field
 from ebm.model import EnergyModel
+from ebm.units import Bernoulli, Categorical, Spin
 
 __all__ = ["FactorizedBase", "base_rate", "mean_field_base"]
 
@@ -106,19 +108,22 @@ def base_rate(
         if n_data == 0:
             raise ValueError(f"base_rate needs data: block {b!r} has no examples")
         a = smoothing * math.ceil(n_data / batch_size)
-        kind = type(units).__name__
         x = x.double().cpu()
-        if kind in ("Bernoulli", "Spin"):
+        if isinstance(units, (Bernoulli, Spin)):
             ones = (x == 1).sum(0)
             p = (ones + a) / (n_data + a)
             p = p.clamp(max=(n_data + a) / (n_data + a + 1))
             logit = torch.log(p) - torch.log1p(-p)
-            out[b] = (logit if kind == "Bernoulli" else logit / 2).to(torch.get_default_dtype())
-        elif kind == "Categorical":
+            out[b] = (logit if isinstance(units, Bernoulli) else logit / 2).to(
+                torch.get_default_dtype()
+            )
+        elif isinstance(units, Categorical):
             p = (x.sum(0) + a) / (n_data + units.k * a)
             out[b] = torch.log(p).to(torch.get_default_dtype())
         else:
-            raise ValueError(f"base_rate supports discrete units; block {b!r} is {kind}")
+            raise ValueError(
+                f"base_rate supports discrete units; block {b!r} is {type(units).__name__}"
+            )
     return FactorizedBase(model, out)
 
 
@@ -131,7 +136,8 @@ def mean_field_base(
     smoothing: float = 5.0,
 ) -> FactorizedBase:
     """A base-rate model over the data's blocks and, beyond them, over hidden ``blocks`` (for a
-    DBM default: the even hidden layers h2, h4, ...), whose rates come from the data's posterior.
+    default: the hidden blocks in the colour class of the data's blocks, for a DBM the even hidden
+    layers h2, h4, ...), whose rates come from the data's posterior.
 
     The hidden blocks are filled by mean field (``ebm.inference.mean_field`` on ``data``, at most
     ``max_sweeps`` sweeps), one binary draw per example from q is taken, and ``base_rate`` is fitted
@@ -141,16 +147,13 @@ def mean_field_base(
     20,000 betas from the base-rate model over v had an ESS of 4 in 1,000 chains and fell at least
     7 nats short; from this base its ESS was 90 in 200 (docs/results.md).
     """
-    from ebm.inference import mean_field
-
     state = model.validate_data(data)
-    if blocks is None:
-        from ebm.deep import dbm_layers
-
-        blocks = dbm_layers(model)[2::2]
+    if blocks is None:  # the hidden blocks of the data's colour class: a DBM's h2, h4, ...
+        group = next((g for g in model.schedule if set(state) & set(g)), [])
+        blocks = [b for b in group if b not in state]
     blocks = list(blocks)
     for b in blocks:
-        if type(model.units[b]).__name__ != "Bernoulli" or b in state:
+        if not isinstance(model.units[b], Bernoulli) or b in state:
             raise ValueError(f"mean_field_base draws hidden Bernoulli blocks; got {b!r}")
     if not blocks:
         return base_rate(model, state, smoothing=smoothing)

@@ -240,7 +240,7 @@ def train(
         binarize,
     )
     with user_input(f"--out {out}"):
-        model.save(out)
+        ebm.save(model, out)
     status = " (interrupted)" if history.interrupted else ""
     console.print(f"trained {len(history)} epochs{status}; saved {out}")
 
@@ -342,7 +342,7 @@ def demo(
     model, train_data, test, history = _train(
         "digits", hidden, epochs, SamplerName.pcd, 1, 100, 20, 0.05, 0.5, 1e-4, seed, "threshold"
     )
-    model.save(out / "rbm.safetensors")
+    ebm.save(model, out / "rbm.safetensors")
     exact = estimators.exact_log_z(model)
     approx = estimators.ais(
         model,

@@ -18,7 +18,6 @@ where E_rest holds the other terms with t_u set to zero and A_u is the unit type
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -370,13 +369,6 @@ class EnergyModel(nn.Module):
         """Blocks that are not visible."""
         return [b for b in self.blocks if b not in self.visible]
 
-    def to_jax(self, blocks=None):
-        """A JAX version of the free energy of ``blocks`` (default: the visible ones, the rest
-        summed out): ``ebm.jax_export.to_jax``. Needs the optional JAX dependency."""
-        from ebm.jax_export import to_jax
-
-        return to_jax(self, blocks)
-
     # --- persistence -----------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         """A JSON-serialisable description of the graph (no parameters, no code)."""
@@ -391,12 +383,6 @@ class EnergyModel(nn.Module):
                 {"type": type(f).__name__, "config": f.config()} for f in self.factors.values()
             ],
         }
-
-    def save(self, path: str | Path) -> Path:
-        """Save weights as safetensors with the JSON graph spec in its metadata (no pickle)."""
-        from ebm.io import save
-
-        return save(self, path)
 
     def extra_repr(self) -> str:
         return f"blocks={self.blocks}, visible={self.visible}, schedule={self.schedule}"

@@ -577,13 +577,15 @@ class Gamma(Units):
     def sample(self, natural: Tensor, generator: torch.Generator | None = None) -> Tensor:
         rate = self._rate(natural)
         alpha = self.shape_parameter.to(natural.dtype).expand_as(natural).detach()
+        gamma = distributions.Gamma(alpha, rate.detach(), validate_args=False)
         if generator is None:
-            return torch._standard_gamma(alpha) / rate
+            return gamma.sample()
+        # torch.distributions draws from the global generator: seed a forked one from ours
         seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
         devices = [natural.device] if natural.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            return torch._standard_gamma(alpha) / rate
+            return gamma.sample()
 
     def mean(self, natural: Tensor) -> Tensor:
         return self.shape_parameter / self._rate(natural)

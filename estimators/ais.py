@@ -15,7 +15,13 @@ from ebm.model import EnergyModel
 from ebm.precision import full_precision
 from estimators import schedules
 from estimators.distributed import run_shards, shard_seeds, split
-from estimators.estimate import Estimate, flag_degenerate, log_mean_exp, log_weight_diagnostics
+from estimators.estimate import (
+    Estimate,
+    flag_degenerate,
+    judged_elsewhere,
+    log_mean_exp,
+    log_weight_diagnostics,
+)
 from estimators.path import GeometricPath
 
 __all__ = ["ais", "default_sum_out"]
@@ -106,7 +112,7 @@ def ais(
         counts = split(num_chains, min(workers, num_chains // 2))
         shards = [{"num_chains": c, "betas": betas, "sum_out": path.sum_out} for c in counts]
         log_w = torch.cat(
-            run_shards("ais", model, base, shards, shard_seeds(generator, len(counts)))
+            run_shards(_ais_shard, model, base, shards, shard_seeds(generator, len(counts)))
         )
         return _estimate(log_w, path, betas.numel(), start, resumed=False, shards=len(counts))
     if checkpoint is not None and generator is None:
@@ -224,3 +230,10 @@ def _resume(checkpoint, key, num_chains, path, generator):
     x = {b: tensors[f"x.{b}"].to(device=m.device, dtype=m.dtype) for b in path.chain_blocks}
     generator.set_state(tensors["rng"])
     return x, tensors["log_w"].to(m.device), int(meta["next"])
+
+
+def _ais_shard(model, base, generator, **kwargs) -> torch.Tensor:
+    """One shard of a sharded run: its float64 log-weights (judged with the other shards')."""
+    with judged_elsewhere():
+        est = ais(model, base=base, generator=generator, progress=False, **kwargs)
+    return est.log_weights

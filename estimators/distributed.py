@@ -1,4 +1,5 @@
-"""Shard independent annealing chains over Ray tasks (processes, machines, one GPU per task).
+"""Shard independent annealing chains over Ray tasks (processes, machines, one GPU per task): a
+wrapper any annealing loop can use, given its shard function.
 
 AIS chains and RAISE examples are independent, so a run split into shards and put back together
 is the same estimator as one run: the log-weights of the shards are concatenated and combined by
@@ -8,12 +9,13 @@ travels as its JSON spec and its tensors and is rebuilt on the worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ebm.base import FactorizedBase
 from ebm.io import from_spec
 from ebm.model import EnergyModel
-from estimators.estimate import judged_elsewhere
 
 __all__ = ["split", "shard_seeds", "run_shards"]
 
@@ -41,52 +43,35 @@ def _rebuild(spec, tensors, base_natural, device):
     return model, base
 
 
-def _shard(kind: str, spec, tensors, base_natural, kwargs: dict, seed: int) -> torch.Tensor:
-    """Run one shard where it lands; returns on the CPU its float64 log-weights (AIS) or, for
-    RAISE, the rows (per-example log p-hat, their standard errors, their ESS, the spread of their
-    log-weights)."""
-    from estimators.ais import ais
-    from estimators.reverse import reverse_ais
-
+def _shard(run, spec, tensors, base_natural, kwargs: dict, seed: int) -> torch.Tensor:
+    """Rebuild the model where the shard lands and return ``run(model, base, generator,
+    **kwargs)`` on the CPU."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, base = _rebuild(spec, tensors, base_natural, device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    if kind == "ais":
-        with judged_elsewhere():  # judged on all the shards' weights together
-            est = ais(model, base=base, generator=gen, progress=False, **kwargs)
-        return est.log_weights.cpu()
-    kwargs = dict(kwargs)
-    data = kwargs.pop("data").to(device)
-    with judged_elsewhere():  # the combined estimate is judged where the shards meet
-        est = reverse_ais(model, data, base=base, generator=gen, progress=False, **kwargs)
-    extras = est.extras
-    return torch.stack(
-        [
-            extras["per_example"],
-            extras["per_example_stderr"],
-            extras["per_example_ess"],
-            extras["per_example_log_weight_sd"],
-        ]
-    )
+    return run(model, base, gen, **kwargs).cpu()
 
 
 def run_shards(
-    kind: str,
+    run: Callable[..., torch.Tensor],
     model: EnergyModel,
     base: FactorizedBase | None,
     shards: list[dict],
     seeds: list[int],
     local: bool = False,
 ) -> list[torch.Tensor]:
-    """Run ``_shard`` for each (kwargs, seed) as Ray tasks (``local``: in this process, in order,
-    which gives the same numbers). Starts a local Ray instance when none is running. A task asks
+    """For each (kwargs, seed), ``run(model, base, generator, **kwargs) -> tensor`` on a copy of
+    the model rebuilt from its spec and tensors, with a generator seeded by ``seed``, as Ray
+    tasks (``local``: in this process, in order, which gives the same numbers); returns the
+    tensors, on the CPU. ``run`` is any annealing loop's shard function, defined at module level
+    (Ray sends it by reference). Starts a local Ray instance when none is running. A task asks
     for one GPU when this machine has one."""
     spec = model.spec()
     tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     natural = None if base is None else {b: n.cpu() for b, n in base.natural.items()}
     if local:
         return [
-            _shard(kind, spec, tensors, natural, kw, s) for kw, s in zip(shards, seeds, strict=True)
+            _shard(run, spec, tensors, natural, kw, s) for kw, s in zip(shards, seeds, strict=True)
         ]
     try:
         import ray
@@ -98,7 +83,7 @@ def run_shards(
     task = ray.remote(num_gpus=gpus, num_cpus=1)(_shard)
     spec_ref, tensors_ref = ray.put(spec), ray.put(tensors)
     refs = [
-        task.remote(kind, spec_ref, tensors_ref, natural, kw, s)
+        task.remote(run, spec_ref, tensors_ref, natural, kw, s)
         for kw, s in zip(shards, seeds, strict=True)
     ]
     return ray.get(refs)

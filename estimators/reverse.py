@@ -15,7 +15,13 @@ from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.ais import ais
 from estimators.distributed import run_shards, shard_seeds, split
-from estimators.estimate import Estimate, flag_degenerate, inherit_untrusted, log_mean_exp
+from estimators.estimate import (
+    Estimate,
+    flag_degenerate,
+    inherit_untrusted,
+    judged_elsewhere,
+    log_mean_exp,
+)
 from estimators.likelihood import log_likelihood
 from estimators.path import GeometricPath
 
@@ -109,7 +115,7 @@ def reverse_ais(
             }
             for a, c in zip(starts, counts, strict=True)
         ]
-        parts = run_shards("raise", model, base, shards, shard_seeds(generator, len(counts)))
+        parts = run_shards(_raise_shard, model, base, shards, shard_seeds(generator, len(counts)))
         values, ses, ess, spread = torch.cat(parts, 1)
         return _raise_estimate(
             values, ses, ess, spread, num_chains, len(betas), path, start, shards=len(counts)
@@ -320,3 +326,15 @@ def sandwich(
     untrusted = [f"{e.kind}: {e.untrusted}" for e in (lower, upper) if not e.trusted]
     bracket.untrusted = "; ".join(untrusted) or None
     return bracket
+
+
+def _raise_shard(model, base, generator, data, **kwargs) -> torch.Tensor:
+    """One shard of a sharded RAISE run: the rows (per-example log p-hat, their standard
+    errors, their ESS, the spread of their log-weights), judged with the other shards'."""
+    with judged_elsewhere():
+        est = reverse_ais(
+            model, data.to(model.device), base=base, generator=generator, progress=False, **kwargs
+        )
+    extras = est.extras
+    keys = ("per_example", "per_example_stderr", "per_example_ess", "per_example_log_weight_sd")
+    return torch.stack([extras[k] for k in keys])

@@ -24,6 +24,7 @@ from ebm.enumeration import exact_log_marginal, state_index
 from ebm.model import EnergyModel
 from samplers.diagnostics import ChainSummary, summarize
 from samplers.kernel import Kernel
+from samplers.report import write_report
 from samplers.runner import run_chain
 
 __all__ = ["compare", "Comparison", "SamplerResult", "default_statistics", "noise_floor"]
@@ -161,6 +162,7 @@ class Comparison:
     model: str
     settings: dict
     exact_note: str
+    columns = COLUMNS  #: the headings of the summary table (``row`` gives a sampler's cells)
 
     def __getitem__(self, name: str) -> SamplerResult:
         for r in self.results:
@@ -248,8 +250,6 @@ class Comparison:
     def report(self, path: str | Path) -> Path:
         """A self-contained HTML report: the table, the findings, and trace and autocorrelation
         plots of every statistic (``samplers.report``)."""
-        from samplers.report import write_report
-
         return write_report(self, path)
 
 

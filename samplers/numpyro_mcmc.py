@@ -1,17 +1,18 @@
-"""NumPyro's NUTS on the JAX version of a model's free energy (``model.to_jax()``)."""
+"""NumPyro's NUTS on the JAX version of a model's free energy (``ebm.jax_export.to_jax(model)``)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from ebm.jax_export import to_jax
 from ebm.model import EnergyModel
 
 __all__ = ["NumPyroNUTS"]
 
 
 class NumPyroNUTS:
-    """``numpyro.infer.NUTS`` with potential U(x) = F(x) from ``model.to_jax()`` (the visible
+    """``numpyro.infer.NUTS`` with potential U(x) = F(x) from ``ebm.jax_export.to_jax(model)`` (the visible
     continuous blocks, the others summed out), step size and diagonal mass matrix adapted during
     warm-up, chains vectorised in one JAX program. ``options`` go to NumPyro's kernel (e.g.
     ``max_tree_depth``, ``target_accept_prob``). The parameters are copied when the sampler is
@@ -23,7 +24,7 @@ class NumPyroNUTS:
         except ImportError as err:  # pragma: no cover - numpyro is an optional extra
             raise ImportError("NumPyroNUTS needs numpyro: pip install 'boltzkit[jax]'") from err
         self.model = model
-        self.energy = model.to_jax()
+        self.energy = to_jax(model)
         if any(model.units[b].discrete for b in self.energy.blocks):
             raise ValueError("NumPyroNUTS moves continuous blocks only")
         self.options = options

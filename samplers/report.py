@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from samplers.compare import COLUMNS
 from samplers.diagnostics import autocorrelation
 
 __all__ = ["write_report", "trace_figure", "autocorrelation_figure"]
@@ -102,7 +101,9 @@ def write_report(comparison, path) -> Path:
         + ", ".join(f"{e(str(k))} = {e(str(v))}" for k, v in comparison.settings.items())
         + f".</p><p>{e(comparison.exact_note)}</p>",
     ]
-    rows = ["<table id='summary'><tr>" + "".join(f"<th>{c}</th>" for c in COLUMNS) + "</tr>"]
+    rows = [
+        "<table id='summary'><tr>" + "".join(f"<th>{c}</th>" for c in comparison.columns) + "</tr>"
+    ]
     for r in comparison.results:
         cells = comparison.row(r)
         cls = "ok" if r.trusted else "warn"

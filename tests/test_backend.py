@@ -101,7 +101,7 @@ def test_the_choice_of_backend():
 def test_a_failed_check_leaves_the_piece_off(monkeypatch):
     """A fused product that disagrees with the reference, or a draw kernel whose frequencies are
     off, is reported and not used."""
-    from ebm import backend
+    from ebm.backend import select as backend
 
     monkeypatch.setattr(backend, "_fused_product_matches", lambda: False)
     monkeypatch.setattr(backend, "_draws_match", lambda: False)
@@ -109,11 +109,21 @@ def test_a_failed_check_leaves_the_piece_off(monkeypatch):
     assert products == "blas" and not draws_ok
     assert len(reasons) == 2 and any("disagrees" in r or "no fused" in r for r in reasons)
 
+    def broken():
+        raise RuntimeError("schema changed")
+
+    monkeypatch.setattr(backend, "_fused_product_matches", broken)
+    monkeypatch.setattr(backend, "_draws_match", broken)
+    products, draws_ok, reasons = backend.check_cpu_backend()
+    assert products == "blas" and not draws_ok
+    if onednn.available():
+        assert any("failed its check (RuntimeError: schema changed)" in r for r in reasons)
+
 
 def test_the_fused_product_is_checked_against_float64():
     if not onednn.available():
         pytest.skip("torch built without oneDNN")
-    from ebm import backend
+    from ebm.backend import select as backend
 
     assert backend._fused_product_matches()
     assert backend._draws_match()

@@ -368,7 +368,7 @@ def corrupt_copies(tmp_path):
     """A saved model and damaged copies of it: truncated, a flipped byte in the tensors, an
     empty file, a pickle, a checkpoint instead of a model."""
     good = tmp_path / "model.safetensors"
-    rbm().save(good)
+    ebm.save(rbm(), good)
     raw = good.read_bytes()
     files = {
         "truncated": raw[:-10],
@@ -419,7 +419,7 @@ def test_checkpoints_of_another_run_or_damaged_are_refused(tmp_path):
     with pytest.raises(ValueError, match="holds 4 persistent chains"):
         fit(sampler=samplers.PCD(num_chains=7), epochs=2, checkpoint=ckpt)
     model_file = tmp_path / "m.safetensors"
-    rbm().save(model_file)
+    ebm.save(rbm(), model_file)
     with pytest.raises(ValueError, match="not a boltzkit checkpoint"):
         fit(sampler=samplers.PCD(num_chains=4), train=train, checkpoint=model_file)
     damaged = tmp_path / "damaged.ckpt"

@@ -106,7 +106,7 @@ def run_cli(*args, code=None, cwd=None):
 def small_model(tmp_path_factory):
     """A 4x3 RBM file (bars and stripes 2x2 has 4 visible units)."""
     path = tmp_path_factory.mktemp("cli") / "small.safetensors"
-    ebm.models.rbm(4, 3).save(path)
+    ebm.save(ebm.models.rbm(4, 3), path)
     return path
 
 
@@ -146,7 +146,7 @@ def custom_model(tmp_path_factory):
     g = ebm.Graph().add_block("v", ebm.units.Bernoulli(4), visible=True)
     g.add_block("h", ebm.units.Bernoulli(3)).add_factor(module.PatchDense("v", "h", mask))
     path = folder / "patch.safetensors"
-    ebm.EnergyModel(g).save(path)
+    ebm.save(ebm.EnergyModel(g), path)
     ebm.factors.FACTOR_TYPES.pop("PatchDense")
     return path, source
 

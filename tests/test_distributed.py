@@ -4,7 +4,9 @@ import pytest
 import torch
 
 import estimators
+from estimators.ais import _ais_shard
 from estimators.distributed import run_shards, shard_seeds, split
+from estimators.reverse import _raise_shard
 from tests.helpers import random_rbm, trained_bars_rbm
 
 ray = pytest.importorskip("ray")
@@ -34,7 +36,7 @@ def test_sharded_ais_combines_exactly_like_its_shards(cluster):
     )
     seeds = shard_seeds(torch.Generator().manual_seed(5), 2)
     shards = [{"num_chains": 100, "betas": betas, "sum_out": ["h"]}] * 2
-    local = torch.cat(run_shards("ais", model, None, shards, seeds, local=True))
+    local = torch.cat(run_shards(_ais_shard, model, None, shards, seeds, local=True))
     assert torch.equal(est.log_weights, local)
     assert est.num_chains == 200 and est.extras["shards"] == 2
     exact = estimators.exact_log_z(model).value
@@ -79,6 +81,6 @@ def test_sharded_raise_equals_its_shards(cluster):
         {"data": part, "num_chains": 10, "betas": betas, "batch_size": 1000}
         for part in (data[:7], data[7:])
     ]
-    local = torch.cat(run_shards("raise", model, None, shards, seeds, local=True), 1)
+    local = torch.cat(run_shards(_raise_shard, model, None, shards, seeds, local=True), 1)
     assert torch.equal(est.extras["per_example"], local[0])
     assert est.extras["examples"] == 14

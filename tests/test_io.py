@@ -8,7 +8,7 @@ from tests.helpers import random_rbm
 
 def test_rbm_round_trip_is_exact(tmp_path):
     model = random_rbm(6, 4, scale=1.0, seed=0)
-    path = model.save(tmp_path / "rbm.safetensors")
+    path = ebm.save(model, tmp_path / "rbm.safetensors")
     loaded = ebm.load(path)
     for (k, a), (k2, b) in zip(
         model.state_dict().items(), loaded.state_dict().items(), strict=True
@@ -21,7 +21,7 @@ def test_rbm_round_trip_is_exact(tmp_path):
 
 def test_gaussian_float64_round_trip(tmp_path):
     model = ebm.models.gaussian_rbm(3, 2, learn_variance=True, scale=[0.5, 1.0, 2.0]).double()
-    loaded = ebm.load(model.save(tmp_path / "g.safetensors"))
+    loaded = ebm.load(ebm.save(model, tmp_path / "g.safetensors"))
     assert loaded.dtype == torch.float64
     assert torch.equal(loaded.units["v"].log_scale, model.units["v"].log_scale)
     assert isinstance(loaded.units["v"].log_scale, torch.nn.Parameter)
@@ -68,9 +68,9 @@ def test_custom_factor_needs_registration(tmp_path):
     with torch.no_grad():
         model.factors["scaled_a_b"].s.fill_(0.7)
     with pytest.raises(ValueError, match="Scaled is not registered.*register"):
-        model.save(tmp_path / "custom.safetensors")
+        ebm.save(model, tmp_path / "custom.safetensors")
     register(Scaled)
-    path = model.save(tmp_path / "custom.safetensors")
+    path = ebm.save(model, tmp_path / "custom.safetensors")
     loaded = ebm.load(path)
     assert float(loaded.factors["scaled_a_b"].s.detach()) == pytest.approx(0.7)
 
@@ -120,7 +120,7 @@ def test_custom_factor_arguments_round_trip(tmp_path):
     )
     with torch.no_grad():
         model.factors["tempered_v_h"].w.fill_(0.8)
-    loaded = ebm.load(model.save(tmp_path / "tempered.safetensors"))
+    loaded = ebm.load(ebm.save(model, tmp_path / "tempered.safetensors"))
     states = joint_states(model)
     with torch.no_grad():
         assert torch.allclose(loaded.energy(states), model.energy(states), rtol=0, atol=1e-12)
@@ -131,12 +131,13 @@ def test_a_model_that_would_load_different_is_refused(tmp_path):
     """A factor whose own config() misses a constructor argument (its temperature) saves, but
     would load as another model: the fingerprint (energies of the saved states) refuses it. An
     argument that cannot be saved (a function) is refused at save, naming the factor."""
-    path = _tempered_model(Forgetful, 0.25).save(tmp_path / "forgetful.safetensors")
+    path = ebm.save(_tempered_model(Forgetful, 0.25), tmp_path / "forgetful.safetensors")
     with pytest.raises(ValueError, match="not the one saved.*config"):
         ebm.load(path)
     with pytest.raises(ValueError, match="'tempered_v_h'.*cannot be saved.*config"):
-        _tempered_model(Tempered, 0.25, options={"shift": (0.0,), "f": lambda x: x}).save(
-            tmp_path / "lambda.safetensors"
+        ebm.save(
+            _tempered_model(Tempered, 0.25, options={"shift": (0.0,), "f": lambda x: x}),
+            tmp_path / "lambda.safetensors",
         )
 
 

@@ -154,7 +154,7 @@ def test_mcrbm_structure_and_save_load(tmp_path):
     assert model.factors["covariance"].quadratic_in("v")
     assert model.factors["covariance"].linear_in("hc")
     assert bool((model.factors["covariance"].pooling < 0).all())
-    path = model.save(tmp_path / "mcrbm.safetensors")
+    path = ebm.save(model, tmp_path / "mcrbm.safetensors")
     loaded = ebm.load(path).double()
     v = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     with torch.no_grad():

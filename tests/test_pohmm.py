@@ -297,7 +297,7 @@ def test_cd_training_raises_the_exact_log_likelihood_and_the_model_saves(tmp_pat
     diff = after.extras["per_example"] - before.extras["per_example"]
     assert float(diff.mean()) > 10 * float(diff.std() / math.sqrt(len(diff)))
     assert after.value > before.value + 0.5 * (target.value - before.value), (before, after, target)
-    path = student.save(tmp_path / "pohmm.safetensors")
+    path = ebm.save(student, tmp_path / "pohmm.safetensors")
     loaded = ebm.load(path)
     with torch.no_grad():
         assert torch.allclose(loaded.free_energy({"x": test}), student.free_energy({"x": test}))

@@ -147,7 +147,7 @@ def test_compare_fit_save_and_load_on_a_4096_unit_rbm(tmp_path):
         progress=False,
     )
     assert len(history) == 1
-    path = model.save(tmp_path / "big.safetensors")
+    path = ebm.save(model, tmp_path / "big.safetensors")
     loaded = ebm.load(path)
     state = {"v": data[:3], "h": torch.zeros(3, 32)}
     with torch.no_grad():
@@ -161,7 +161,7 @@ def test_jax_and_thrml_exports_of_a_4096_unit_rbm():
 
     model = big_rbm(4096, 16).double()
     v = (torch.rand(3, 4096, generator=GEN().manual_seed(0)) < 0.5).double()
-    exported = model.to_jax()
+    exported = ebm.jax_export.to_jax(model)
     with torch.no_grad():
         ours = model.free_energy({"v": v}).numpy()
     theirs = np.asarray(exported.free_energy(exported.params, {"v": v.numpy()}))

@@ -49,7 +49,7 @@ def test_natural_is_minus_energy_gradient(kind):
 def test_exact_log_z_matches_brute_force_and_survives_save_load(kind, tmp_path):
     model = three_way_model(kind, 1.5, 1)
     assert estimators.exact_log_z(model).value == pytest.approx(brute_log_z(model), abs=1e-9)
-    model.save(tmp_path / "m.safetensors")
+    ebm.save(model, tmp_path / "m.safetensors")
     loaded = ebm.load(tmp_path / "m.safetensors")
     states = {b: x.float() for b, x in joint_states(model).items()}
     torch.testing.assert_close(loaded.energy(states), model.energy(states))

@@ -214,8 +214,9 @@ def test_pyro_samplers_match_the_known_second_moments(kind):
 
 
 def test_jax_free_energy_equals_the_torch_one():
-    """model.to_jax() at random points: FAS (Gamma precisions summed out), UPoE and a Gaussian RBM
-    (binary hidden units summed out) agree with torch to 1e-12; unsupported parts are refused."""
+    """ebm.jax_export.to_jax(model) at random points: FAS (Gamma precisions summed out), UPoE
+    and a Gaussian RBM (binary hidden units summed out) agree with torch to 1e-12; unsupported
+    parts are refused."""
     pytest.importorskip("jax")
     import numpy as np
 
@@ -223,7 +224,7 @@ def test_jax_free_energy_equals_the_torch_one():
     models = [ebm.models.fas(3, 4), ebm.models.upoe(4, 2), ebm.models.gaussian_rbm(3, 2)]
     for model in models:
         model = model.double()
-        exported = model.to_jax()
+        exported = ebm.jax_export.to_jax(model)
         (block,) = exported.blocks
         x = torch.randn(7, model.units[block].n, generator=torch.Generator().manual_seed(16))
         x = 3 * x.double()
@@ -232,7 +233,7 @@ def test_jax_free_energy_equals_the_torch_one():
         got = np.asarray(exported.free_energy(exported.params, {block: x.numpy()}))
         assert np.allclose(got, expected, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="does not support"):
-        ebm.models.gated_rbm(2, 2, 2, 2).to_jax()
+        ebm.jax_export.to_jax(ebm.models.gated_rbm(2, 2, 2, 2))
 
 
 def test_numpyro_nuts_matches_the_known_second_moments():

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ebm.backend import draws, onednn
+import ebm.backend.draws as draws
+import ebm.backend.onednn as onednn
 from ebm.backend.buffers import kept_buffer
 from ebm.backend.reference import TorchBackend
 from ebm.units import Bernoulli, Spin

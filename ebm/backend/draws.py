@@ -102,7 +102,7 @@ def _build() -> dict:
         addresses = [f.address for f in keep]
     for name, address in zip(_OMP_QUERIES, addresses, strict=True):
         llvmlite.binding.add_symbol(_SYMBOL_PREFIX + name, address)
-    from ebm.backend import _numba_draws  # compiled, or loaded from numba's cache, now
+    import ebm.backend._numba_draws as _numba_draws  # compiled, or loaded from the cache, now
 
     members = {
         torch.float32: _numba_draws.member_float32,
