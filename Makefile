@@ -24,7 +24,7 @@ demo: install
 	$(BIN)/ebm demo
 
 test: install
-	$(BIN)/ruff check ebm samplers estimators tests examples benchmarks
+	$(BIN)/ruff check boltzkit_cli.py ebm samplers estimators tests examples benchmarks
 	$(BIN)/python -m pytest -q -n auto
 
 docs: install
@@ -37,7 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/run.py $(if $(MNIST),--mnist $(MNIST))
 
 lint: install
-	$(BIN)/ruff check ebm samplers estimators tests examples
+	$(BIN)/ruff check boltzkit_cli.py ebm samplers estimators tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info site docs/figures

@@ -20,7 +20,7 @@ import torch
 
 import ebm
 import estimators
-from ebm.cli import load_data
+from boltzkit_cli import load_data
 from estimators import schedules
 
 

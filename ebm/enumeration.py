@@ -27,14 +27,6 @@ __all__ = [
 ]
 
 
-def _valid(model: EnergyModel, blocks) -> bool:
-    try:
-        model.summable(blocks)
-    except ValueError:
-        return False
-    return True
-
-
 def choose_sum_out(model: EnergyModel, among=None) -> list[str]:
     """The set S of blocks to sum out analytically that leaves the fewest states to enumerate.
 
@@ -62,12 +54,12 @@ def choose_sum_out(model: EnergyModel, among=None) -> list[str]:
         for r in range(len(discrete), -1, -1):
             for extra in itertools.combinations(discrete, r):
                 s = continuous + list(extra)
-                if _valid(model, s) and (best is None or log_size(s) < log_size(best) - 1e-12):
+                if model.can_sum_out(s) and (best is None or log_size(s) < log_size(best) - 1e-12):
                     best = s
         return best
     chosen = list(continuous)
     for b in sorted(discrete, key=lambda b: -model.units[b].log2_num_states):
-        if _valid(model, chosen + [b]):
+        if model.can_sum_out(chosen + [b]):
             chosen.append(b)
     return chosen
 

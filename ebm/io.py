@@ -168,24 +168,36 @@ def load(path: str | Path, device=None) -> EnergyModel:
         raise ValueError(f"{path}: the graph spec is not valid JSON ({err})") from err
     states = {k[len(_STATE_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_STATE_PREFIX)}
     tensors = {k: v for k, v in tensors.items() if not k.startswith(_STATE_PREFIX)}
+    model = rebuild(spec, tensors, path)
+    if _FINGERPRINT_KEY in metadata:
+        _check_fingerprint(path, model, states, json.loads(metadata[_FINGERPRINT_KEY]))
+    return model.to(device) if device is not None else model
+
+
+def rebuild(
+    spec: dict, tensors: dict[str, torch.Tensor], where: str | Path = "model"
+) -> EnergyModel:
+    """The model a graph spec and its parameter tensors describe, in the tensors' dtype: the
+    shapes are checked against the spec before any parameter is allocated. ValueError, naming
+    ``where``, for a malformed spec or tensors that do not fit it."""
     try:
-        _check_shapes(path, from_spec(spec, shapes_only=True), tensors)
+        _check_shapes(where, from_spec(spec, shapes_only=True), tensors)
         model = from_spec(spec)
     except (KeyError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: a malformed graph spec ({type(err).__name__}: {err})") from err
+        raise ValueError(f"{where}: a malformed graph spec ({type(err).__name__}: {err})") from err
     dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
     if len(dtypes) == 1:
         model = model.to(dtype=dtypes.pop())
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
-        raise ValueError(f"{path}: the tensors do not fit the graph spec ({err})") from err
-    if _FINGERPRINT_KEY in metadata:
-        _check_fingerprint(path, model, states, json.loads(metadata[_FINGERPRINT_KEY]))
-    return model.to(device) if device is not None else model
+        raise ValueError(f"{where}: the tensors do not fit the graph spec ({err})") from err
+    return model
 
 
-def _check_shapes(path: Path, skeleton: EnergyModel, tensors: dict[str, torch.Tensor]) -> None:
+def _check_shapes(
+    path: Path | str, skeleton: EnergyModel, tensors: dict[str, torch.Tensor]
+) -> None:
     """Refuse, before any parameter is allocated, a spec whose parameters do not match the stored
     tensors (names and shapes): a small file cannot make ``load`` build a huge model."""
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}

@@ -298,6 +298,14 @@ class EnergyModel(nn.Module):
                 out[b] = ref.new_zeros((batch, *self.units[b].shape))
         return out
 
+    def can_sum_out(self, blocks) -> bool:
+        """Whether ``blocks`` can be summed out analytically together (see ``summable``)."""
+        try:
+            self.summable(blocks)
+        except ValueError:
+            return False
+        return True
+
     def summable(self, blocks) -> None:
         """Raise ValueError unless ``blocks`` can be summed out analytically together: no factor
         may touch two of them, and every factor must be linear in the one it touches."""

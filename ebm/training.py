@@ -66,14 +66,6 @@ def linear_decay(epochs: int, start: int = 0) -> Callable[[int], float]:
     return factor
 
 
-def _summable(model: EnergyModel) -> bool:
-    try:
-        model.summable(model.hidden())
-    except ValueError:
-        return False
-    return True
-
-
 def decay_groups(model: EnergyModel) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """The trainable parameters split into (decayed, not decayed): weight decay applies to the
     weights (two or more dimensions) and not to biases, nor to the parameters a factor names in
@@ -179,7 +171,7 @@ def fit(
     n_data = next(iter(data.values())).shape[0]
     if n_data == 0:
         raise ValueError("no training data")
-    summable = _summable(model)
+    summable = model.can_sum_out(model.hidden())
     if not summable and not hasattr(sampler, "positive"):
         raise ValueError(
             f"the hidden blocks {model.hidden()} cannot be summed out; the sampler must "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from ebm.base import FactorizedBase
-from ebm.io import from_spec
+from ebm.io import rebuild
 from ebm.model import EnergyModel
 
 __all__ = ["split", "shard_seeds", "run_shards"]
@@ -33,12 +33,7 @@ def shard_seeds(generator: torch.Generator | None, n: int) -> list[int]:
 
 
 def _rebuild(spec, tensors, base_natural, device):
-    model = from_spec(spec)
-    dtypes = {t.dtype for t in tensors.values() if t.is_floating_point()}
-    if len(dtypes) == 1:
-        model = model.to(dtype=dtypes.pop())
-    model.load_state_dict(tensors)
-    model = model.to(device)
+    model = rebuild(spec, tensors, "the shard's model").to(device)
     base = None if base_natural is None else FactorizedBase(model, base_natural)
     return model, base
 

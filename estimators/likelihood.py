@@ -34,11 +34,7 @@ def log_likelihood(model: EnergyModel, data, log_z, batch_size: int = 10_000) ->
     if n == 0:
         raise ValueError("no examples")
     values = []
-    try:
-        model.summable([b for b in model.blocks if b not in state])
-        closed_form = True
-    except ValueError:
-        closed_form = False
+    closed_form = model.can_sum_out([b for b in model.blocks if b not in state])
     with torch.no_grad():
         for lo in range(0, n, batch_size):
             chunk = {b: x[lo : lo + batch_size] for b, x in state.items()}

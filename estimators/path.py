@@ -105,7 +105,7 @@ class GeometricPath:
             else:
                 base = FactorizedBase.uniform(model)
                 outside = [b for b in model.blocks if b not in base.blocks]
-                if sum_out is None and not self._summable(model, outside):
+                if sum_out is None and not model.can_sum_out(outside):
                     try:
                         base, sum_out = self.anneal_fewest(model)
                     except ValueError:  # continuous blocks that cannot all be summed out
@@ -172,14 +172,6 @@ class GeometricPath:
         return FactorizedBase(model, {b: torch.zeros(model.units[b].shape) for b in rest}), sum_out
 
     @staticmethod
-    def _summable(model: EnergyModel, blocks) -> bool:
-        try:
-            model.summable(blocks)
-        except ValueError:
-            return False
-        return True
-
-    @staticmethod
     def default_sum_out(model: EnergyModel, base: FactorizedBase, candidates=None) -> list[str]:
         """The blocks the base does not cover (among ``candidates``, default all), when summable
         together; else the summable set among them that leaves the fewest states to anneal
@@ -187,7 +179,7 @@ class GeometricPath:
         else (continuous blocks that cannot go together) none."""
         candidates = model.blocks if candidates is None else candidates
         hidden = [b for b in candidates if b not in base.blocks]
-        if GeometricPath._summable(model, hidden):
+        if model.can_sum_out(hidden):
             return hidden
         try:
             return choose_sum_out(model, among=hidden)

@@ -93,11 +93,7 @@ class BatchedHMC(Kernel):
         if discrete:
             raise ValueError(f"HMC moves continuous blocks only; {discrete} are discrete")
         rest = [b for b in model.blocks if b not in self.blocks]
-        try:
-            model.summable(rest)
-            self.sum_out = rest
-        except ValueError:
-            self.sum_out = []
+        self.sum_out = rest if model.can_sum_out(rest) else []
         if not step_size > 0 or num_steps < 1:
             raise ValueError("need step_size > 0 and num_steps >= 1")
         self.step_size, self.num_steps = float(step_size), int(num_steps)

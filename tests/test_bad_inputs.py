@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import ebm
 import estimators
 import samplers
-from ebm.cli import app
+from boltzkit_cli import app
 
 S = estimators.schedules
 NAN = math.nan

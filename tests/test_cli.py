@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import ebm
-from ebm.cli import app
+from boltzkit_cli import app
 
 runner = CliRunner()
 
@@ -89,9 +89,9 @@ def test_train_then_estimate(tmp_path):
 
 
 def run_cli(*args, code=None, cwd=None):
-    """The CLI in a fresh interpreter (``python -m ebm.cli``, or ``code`` run before it)."""
+    """The CLI in a fresh interpreter (``python -m boltzkit_cli``, or ``code`` run before it)."""
     prelude = code or ""
-    script = f"{prelude}\nimport ebm.cli\nebm.cli.main()"
+    script = f"{prelude}\nimport boltzkit_cli\nboltzkit_cli.main()"
     return subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,

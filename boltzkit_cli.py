@@ -1,5 +1,5 @@
-"""The ``ebm`` command line: train, estimate, demo. The one module of ``ebm`` that may import
-``samplers`` and ``estimators``."""
+"""The ``ebm`` command line: train, estimate, compare, demo. A module of its own above the three
+packages: it imports ``ebm``, ``samplers`` and ``estimators``, and none of them imports it."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from sklearn.datasets import load_digits
 
 from ebm import datasets
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL_MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 
 N_DIGITS = 1797
 

@@ -16,7 +16,7 @@ import ebm
 import estimators
 from tests.helpers import random_rbm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tables_module():

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import ebm
 import samplers
-from ebm.cli import app
+from boltzkit_cli import app
 from ebm.enumeration import exact_log_marginal, state_index
 from samplers.compare import COLUMNS
 from samplers.diagnostics import autocorrelation, summarize

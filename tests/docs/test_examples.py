@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # data the examples take as arguments: MNIST sits beside the checkout (as in CI) or is skipped
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
