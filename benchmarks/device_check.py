@@ -101,14 +101,16 @@ def check_sweep_buffers() -> dict:
         "per_row": {"beta": torch.linspace(0, 1, 64, device=CUDA)},
         "plain": {},
     }
-    out = {}
-    for name, kw in settings.items():
-        plain, kept, work = dict(start), dict(start), {}
-        g1, g2 = (torch.Generator(CUDA).manual_seed(2) for _ in range(2))
-        for _ in range(5):
-            plain = gibbs_sweep(model, plain, model.schedule, g1, **kw)
-            kept = gibbs_sweep(model, kept, model.schedule, g2, work=work, **kw)
-        out[name] = all(torch.equal(plain[b], kept[b]) for b in model.blocks)
+    out = {"default backend": type(ebm.backend.backend_for(CUDA)).__name__}
+    for backend in ("torch", "cpu-blas"):  # the reference, and the in-place path on CUDA
+        for name, kw in settings.items():
+            plain, kept, work = dict(start), dict(start), {}
+            g1, g2 = (torch.Generator(CUDA).manual_seed(2) for _ in range(2))
+            with ebm.backend.use_backend(backend):
+                for _ in range(5):
+                    plain = gibbs_sweep(model, plain, model.schedule, g1, **kw)
+                    kept = gibbs_sweep(model, kept, model.schedule, g2, work=work, **kw)
+            out[f"{backend} {name}"] = all(torch.equal(plain[b], kept[b]) for b in model.blocks)
     gibbs = samplers.BlockGibbs(model, generator=torch.Generator(CUDA).manual_seed(4))
     first = gibbs.init(16)
     ran = gibbs.run(first, 7)
@@ -118,7 +120,8 @@ def check_sweep_buffers() -> dict:
     for _ in range(7):
         stepped, _ = gibbs.step(stepped)
     out["run_equals_step"] = all(torch.equal(ran[b], stepped[b]) for b in model.blocks)
-    assert all(out.values()), out
+    assert all(v for k, v in out.items() if k != "default backend"), out
+    assert out["default backend"] == "TorchBackend", out
     return out
 
 

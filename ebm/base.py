@@ -143,9 +143,8 @@ def mean_field_base(
     ``max_sweeps`` sweeps), one binary draw per example from q is taken, and ``base_rate`` is fitted
     to the data together with those draws (``smoothing`` as there). Annealing from it with the odd
     layers summed out starts the chains where the model puts its mass, not at the pixels'
-    marginals with the hidden units uniform: on a 784-500-1000 DBM trained on MNIST, AIS with
-    20,000 betas from the base-rate model over v had an ESS of 4 in 1,000 chains and fell at least
-    7 nats short; from this base its ESS was 90 in 200 (docs/results.md).
+    marginals with the hidden units uniform (docs/results.md compares the two starts on an
+    MNIST-trained DBM).
     """
     state = model.validate_data(data)
     if blocks is None:  # the hidden blocks of the data's colour class: a DBM's h2, h4, ...

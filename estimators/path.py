@@ -60,9 +60,8 @@ class GeometricPath:
     base given and no ``sum_out``, S is the blocks outside the base if they can go together, else
     the summable set among them that leaves the fewest states (``exact.choose_sum_out``). For a
     trained DBM, pass ``base=ebm.mean_field_base(model, data)`` and ``sum_out=["h1"]``: the path
-    then anneals v and h2 from the data's rates with h1 summed out, the only start that mixed on
-    an MNIST-trained DBM (from the uniform base over h1 AIS fell hundreds of nats short, from the
-    base-rate model over v alone 9 nats, with ESSs of 1-4; docs/results.md). Then
+    then anneals v and h2 from the data's rates with h1 summed out, which starts the chains where
+    the model puts its mass (docs/results.md compares the starts on an MNIST-trained DBM). Then
 
         log f_beta(x_-S) = -(1 - beta) E_A(x_A) - sum_u E_0,u(x_u) - beta E_rest(x_-S)
                            + sum_{u in S} A_u(beta eta_u(x_-S), beta q_u(x_-S)),

@@ -110,7 +110,7 @@ def main() -> None:
         generator=gen,
     )
     accuracy = offset_accuracy(model, train, train_labels, test, test_labels)
-    model.save(args.out / "gated_rbm.safetensors")
+    ebm.save(model, args.out / "gated_rbm.safetensors")
     save_filters(model, args.out / "filters.png")
     print(
         f"offset accuracy on {args.test} held-out pairs: {accuracy:.1%} ({len(OFFSETS)} offsets; "

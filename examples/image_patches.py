@@ -139,7 +139,7 @@ def main() -> None:
     print(f"  product of Student-t (AIS)     {fas_ll.value:9.3f} ± {fas_ll.stderr:.3f}")
     print(f"  gain over the Gaussian         {float(diff.mean()):+9.3f} ± {gain_se:.3f}")
     save_filters(model, white, args.out / "filters.png")
-    model.save(args.out / "fas.safetensors")
+    ebm.save(model, args.out / "fas.safetensors")
     pixels = {
         "learned": (white @ model.factors["constraints"].weight.detach()).T,
         "random": (white @ torch.randn(dim, 1000, generator=g, dtype=white.dtype)).T,

@@ -174,7 +174,7 @@ def main() -> None:
             f"gain {gain:+7.3f} ± {err:.3f}"
         )
     save_filters(mc, white, args.out / "filters.png")
-    mc.save(args.out / "mcrbm.safetensors")
+    ebm.save(mc, args.out / "mcrbm.safetensors")
     summary = {
         name: {
             "log_p": est.value,

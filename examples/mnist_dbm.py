@@ -87,7 +87,7 @@ def train(data, args, out: Path) -> tuple[ebm.EnergyModel, dict]:
         raise SystemExit("interrupted; run again to resume the joint training")
     times["joint_seconds"] = sum(history["seconds"])
     print(f"joint training in {times['joint_seconds']:.0f} s")
-    model.save(path)
+    ebm.save(model, path)
     info.write_text(json.dumps(times))
     return model, times
 

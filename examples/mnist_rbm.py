@@ -66,7 +66,7 @@ def train(k, data, args, out: Path) -> tuple[ebm.EnergyModel, float]:
         if history.interrupted:
             raise SystemExit(f"interrupted; run again to resume CD-{k} training")
         seconds += sum(history["seconds"])
-    model.save(path)
+    ebm.save(model, path)
     info.write_text(json.dumps({"train_seconds": seconds}))
     total = args.epochs + args.decay_epochs
     print(f"CD-{k}: trained {total} epochs in {seconds:.0f} s; saved {path}")
