@@ -6,11 +6,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ebm.backend.buffers import swap_buffer
 from ebm.base import FactorizedBase
-from ebm.checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from ebm.checkpoint import fingerprint
 from ebm.model import EnergyModel
 from ebm.precision import full_precision
 from estimators import schedules
@@ -23,6 +22,7 @@ from estimators.estimate import (
     log_weight_diagnostics,
 )
 from estimators.path import GeometricPath
+from estimators.runtime import AnnealingCheckpoint, anneal
 
 __all__ = ["ais", "default_sum_out"]
 
@@ -85,7 +85,8 @@ def ais(
 
     ``checkpoint``: a file that the run saves to every ``checkpoint_every`` seconds and when
     interrupted (Ctrl-C); calling ``ais`` again with the same file resumes where it stopped, with
-    the generator's state, so the result is the one an uninterrupted run gives.
+    the generator's state, so the result is the one an uninterrupted run gives (the loop runs in
+    ``estimators.runtime.anneal``).
 
     ``path``: another annealing path with the same interface as ``GeometricPath`` (``init``,
     ``terms``, ``log_f``, ``transition``, ``log_z0``), e.g. ``estimators.moment_averaged_path``;
@@ -120,69 +121,50 @@ def ais(
             int(torch.randint(2**62, (1,)))
         )
     num = betas.numel()
-    key = fingerprint(model, betas, *path.fingerprint_tensors()) if checkpoint else ""
+    saves = None
+    if checkpoint is not None:
+        key = fingerprint(model, betas, *path.fingerprint_tensors())
+        saves = AnnealingCheckpoint(checkpoint, "ais", key, checkpoint_every)
+    resumed = saves is not None and saves.exists()
+    beta_list = betas.tolist()
+    # the geometric path's steps write into tensors kept here: no allocation per beta
+    work = {} if isinstance(path, GeometricPath) else None
+    kept = {} if work is None else {"work": work}
+
+    def step(state: dict, k: int) -> dict:
+        x, log_w = _chains(state), state["log_w"]
+        t = path.terms(x, **kept)
+        t_k = t
+        if k == num - 1:  # the model itself: never through rounded products
+            with full_precision():
+                t_k = path.terms(x)
+        if work is None:
+            log_w = log_w + path.log_f(beta_list[k], t_k) - path.log_f(beta_list[k - 1], t)
+        else:  # the same sums into kept tensors; the state's log_w stays intact
+            up = path.log_f(beta_list[k], t_k, work, key="up")
+            down = path.log_f(beta_list[k - 1], t, work, key="down")
+            new = swap_buffer(work, "ais.log_w", log_w.shape, log_w, log_w)
+            log_w = torch.add(log_w, up, out=new).sub_(down)
+        if k < num - 1:
+            x = path.transition(x, beta_list[k], t, generator, **kept)
+        return {**{f"x.{b}": v for b, v in x.items()}, "log_w": log_w}
+
+    def postfix(state: dict) -> dict:
+        return {"log_z_at_beta": f"{path.log_z0 + log_mean_exp(state['log_w'])[0]:.4f}"}
 
     with torch.no_grad():
-        first = 1
-        resumed = checkpoint is not None and Path(checkpoint).exists()
         if resumed:
-            x, log_w, first = _resume(checkpoint, key, num_chains, path, generator)
+            state, first = _resume(saves, num_chains, path, generator)
         else:
             x = path.init(num_chains, generator)
             log_w = torch.zeros(num_chains, dtype=torch.float64, device=model.device)
-        bar = tqdm(
-            total=num - 1,
-            initial=first - 1,
-            desc="AIS",
-            unit="beta",
-            disable=not progress,
-            leave=False,
-            mininterval=0.5,
-        )
-        last_save = time.perf_counter()
-        beta_list = betas.tolist()
-        # the geometric path's steps write into tensors kept here: no allocation per beta
-        work = {} if isinstance(path, GeometricPath) else None
-        kept = {} if work is None else {"work": work}
-        snapshot = None  # (x, log_w, k, generator state) at the top of an iteration: consistent
-        try:
-            for k in range(first, num):
-                if checkpoint:
-                    snapshot = (x, log_w, k, generator.get_state())
-                    if time.perf_counter() - last_save > checkpoint_every:
-                        _save(checkpoint, key, *snapshot)
-                        last_save = time.perf_counter()
-                t = path.terms(x, **kept)
-                t_k = t
-                if k == num - 1:  # the model itself: never through rounded products
-                    with full_precision():
-                        t_k = path.terms(x)
-                if work is None:
-                    up, down = path.log_f(beta_list[k], t_k), path.log_f(beta_list[k - 1], t)
-                    log_w = log_w + up - down
-                else:  # the same sums into kept tensors; the snapshot's log_w stays intact
-                    up = path.log_f(beta_list[k], t_k, work, key="up")
-                    down = path.log_f(beta_list[k - 1], t, work, key="down")
-                    new = swap_buffer(work, "ais.log_w", log_w.shape, log_w, log_w)
-                    log_w = torch.add(log_w, up, out=new).sub_(down)
-                if k < num - 1:
-                    x = path.transition(x, beta_list[k], t, generator, **kept)
-                if progress and k % 200 == 0:
-                    bar.update(k - bar.n)
-                    bar.set_postfix(log_z_at_beta=f"{path.log_z0 + log_mean_exp(log_w)[0]:.4f}")
-        except KeyboardInterrupt:
-            if snapshot is not None:
-                _save(checkpoint, key, *snapshot)
-                bar.write(
-                    f"AIS interrupted at beta {snapshot[2]} of {num - 1}; state saved to "
-                    f"{checkpoint}: call ais again with checkpoint={str(checkpoint)!r} to resume"
-                )
-            raise
-        finally:
-            bar.close()
-        if checkpoint:
-            _save(checkpoint, key, x, log_w, num, generator.get_state())
-    return _estimate(log_w.cpu(), path, num, start, resumed=resumed, shards=1)
+            state, first = {**{f"x.{b}": v for b, v in x.items()}, "log_w": log_w}, 1
+        state = anneal(step, state, num, generator, first, saves, progress, "AIS", postfix)
+    return _estimate(state["log_w"].cpu(), path, num, start, resumed=resumed, shards=1)
+
+
+def _chains(state: dict) -> dict:
+    return {name[2:]: v for name, v in state.items() if name.startswith("x.")}
 
 
 def _estimate(log_w, path: GeometricPath, num_betas: int, start: float, **extras) -> Estimate:
@@ -208,28 +190,23 @@ def _estimate(log_w, path: GeometricPath, num_betas: int, start: float, **extras
     return flag_degenerate(estimate, *log_weight_diagnostics(log_w), stacklevel=4)
 
 
-def _save(checkpoint, key, x, log_w, next_k, rng_state) -> None:
-    tensors = {f"x.{b}": v for b, v in x.items()}
-    tensors["log_w"] = log_w
-    tensors["rng"] = rng_state
-    save_checkpoint(checkpoint, tensors, {"kind": "ais", "key": key, "next": next_k})
-
-
-def _resume(checkpoint, key, num_chains, path, generator):
-    tensors, meta = load_checkpoint(checkpoint)
-    if (
-        meta.get("kind") != "ais"
-        or meta.get("key") != key
-        or tensors["log_w"].numel() != num_chains
-    ):
+def _resume(saves: AnnealingCheckpoint, num_chains: int, path, generator) -> tuple[dict, int]:
+    """The saved state on the model's device, and the next beta; ValueError for a file of
+    another run, another number of chains or an older format."""
+    saved, first = saves.load(generator)
+    if "log_w" not in saved:
+        raise ValueError(f"{saves.path}: an AIS checkpoint of an older format; delete it")
+    if saved["log_w"].numel() != num_chains:
         raise ValueError(
-            f"{checkpoint} holds an AIS run of another model, base, schedule or number of chains; "
-            f"delete it or pass another checkpoint file"
+            f"{saves.path} holds an AIS run of another model, base, schedule or number of "
+            f"chains; delete it or pass another checkpoint file"
         )
     m = path.model
-    x = {b: tensors[f"x.{b}"].to(device=m.device, dtype=m.dtype) for b in path.chain_blocks}
-    generator.set_state(tensors["rng"])
-    return x, tensors["log_w"].to(m.device), int(meta["next"])
+    state = {
+        f"x.{b}": saved[f"x.{b}"].to(device=m.device, dtype=m.dtype) for b in path.chain_blocks
+    }
+    state["log_w"] = saved["log_w"].to(m.device)
+    return state, first
 
 
 def _ais_shard(model, base, generator, **kwargs) -> torch.Tensor:
