@@ -119,30 +119,32 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def _check_safetensors(path: Path) -> None:
     """Refuse anything that is not a safetensors file, pickles above all, before parsing it."""
     with open(path, "rb") as fh:
-        head = fh.read(8)
-        if head[:2] == b"PK" or head[:1] == b"\x80":
+        head = fh.read(9)
+        # a safetensors file: 8 bytes of header length, then the JSON header, which opens with {
+        # (a header length may well begin with byte 0x80, as a pickle does: the { tells them apart)
+        if head[:2] == b"PK" or (head[:1] == b"\x80" and head[8:9] != b"{"):
             raise ValueError(
                 f"{path}: refusing to load a pickle/zip (torch.save) file: it could run "
-                f"code. Only safetensors files written by model.save are loaded."
+                f"code. Only safetensors files written by ebm.save are loaded."
             )
-        if len(head) < 8:
+        if len(head) < 9:
             raise ValueError(f"{path}: not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER:
+        (n,) = struct.unpack("<Q", head[:8])
+        if not 2 <= n <= _MAX_HEADER:
             raise ValueError(f"{path}: not a safetensors file (header length {n})")
-        header = fh.read(n)
+        header = head[8:] + fh.read(n - 1)
     try:
         meta = json.loads(header).get("__metadata__", {})
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a safetensors file ({err})") from err
     if _SPEC_KEY not in meta:
         raise ValueError(
-            f"{path}: a safetensors file without a boltzkit graph spec; save models with model.save"
+            f"{path}: a safetensors file without a boltzkit graph spec; save models with ebm.save"
         )
 
 
 def load(path: str | Path, device=None) -> EnergyModel:
-    """Rebuild a model saved by ``model.save``: the graph from its JSON spec, then the weights.
+    """Rebuild a model saved by ``ebm.save``: the graph from its JSON spec, then the weights.
 
     Custom factor classes must be registered (``ebm.factors.register``) before loading.
     """

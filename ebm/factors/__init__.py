@@ -7,6 +7,7 @@ from ebm.factors.dense import Dense
 from ebm.factors.emission import BernoulliEmission, CategoricalEmission, GaussianEmission
 from ebm.factors.experts import ProjectedStudentT
 from ebm.factors.markov import InitialState, Transition
+from ebm.factors.pairwise import Pairwise
 from ebm.factors.student import StudentT
 from ebm.factors.three_way import Factored3Way, ThirdOrder
 from ebm.factors.tied import TiedBias, TiedDense
@@ -15,6 +16,7 @@ __all__ = [
     "Factor",
     "Bias",
     "Dense",
+    "Pairwise",
     "ThirdOrder",
     "Factored3Way",
     "CovariancePooling",

@@ -178,3 +178,24 @@ def test_a_crafted_huge_spec_is_refused_at_once_without_allocating(tmp_path):
     seconds, peak_kib = lines[-1].split()  # the process's peak resident set (VmHWM, KiB)
     assert float(seconds) < 1.0
     assert int(peak_kib) < 1_500_000  # far below the 3.6 GB weight the spec claims
+
+
+def test_a_header_length_that_begins_like_a_pickle_is_still_read(tmp_path):
+    """A safetensors header length whose first byte is 0x80 (a header of 128 + 256 k bytes) is
+    not mistaken for a pickle: the JSON header that follows tells them apart; a real pickle is
+    refused."""
+    import struct
+
+    from ebm.io import _check_safetensors
+
+    header = b'{"__metadata__":{"x":"y"}}'
+    header += b" " * (0x180 - len(header))
+    path = tmp_path / "padded.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    assert path.read_bytes()[0] == 0x80
+    with pytest.raises(ValueError, match="without a boltzkit graph spec"):
+        _check_safetensors(path)
+    pickled = tmp_path / "model.pt"
+    torch.save({"w": torch.ones(2)}, pickled, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match="refusing to load a pickle"):
+        _check_safetensors(pickled)
