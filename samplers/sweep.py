@@ -76,7 +76,9 @@ def update_class(
 ) -> State:
     """Draw the blocks of one colour class from their conditionals under p_beta given the other
     blocks of ``state``; returns {block: draw} and leaves ``state`` and ``given`` unchanged.
-    Runs without gradients (a draw is not differentiable).
+    Runs without gradients (a draw is not differentiable). A member of the class is a block name,
+    or a pair (block, unit numbers): those units are drawn and the block's others kept (drawn from
+    new tensors, without ``work``).
 
     ``beta``: a float, or a tensor of one inverse temperature per row (chain). ``base``: block ->
     natural parameters a_b of a factorised base, mixed in with weight (1 - beta). ``given``:
@@ -96,9 +98,16 @@ def update_class(
     if backend is None:
         like = next(iter({**state, **given}.values()))
         backend = backend_for(like)
+    members = [_member(model, item) for item in blocks]
+    blocks = [b for b, _ in members]
     stats = None if all(b in given for b in blocks) else model.statistics(state)
     out = {}
-    for b in blocks:
+    for b, units_drawn in members:
+        if units_drawn is not None:  # some of the block's units, the others kept as they are
+            out[b] = _update_units(
+                model, state, stats, b, units_drawn, generator, beta, base, given, backend
+            )
+            continue
         units = model.units[b]
         if b in given:
             q = (given_quadratic or {}).get(b)
@@ -135,6 +144,40 @@ def update_class(
                 natural.add_(torch.mul(a, weight, out=mixed))
         out[b] = backend.sample_(units, natural, generator)
     return out
+
+
+def _member(model: EnergyModel, item) -> tuple[str, Tensor | None]:
+    """A colour-class member as (block, the unit numbers drawn, None for the whole block): a block
+    name, or a pair (block, unit numbers along the block's first axis)."""
+    if isinstance(item, str):
+        return item, None
+    block, index = item
+    if block not in model.units:
+        raise ValueError(f"unknown block {block!r} in a colour class; model blocks: {model.blocks}")
+    index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+    size = model.units[block].shape[0]
+    if len(index) and (int(index.min()) < 0 or int(index.max()) >= size):
+        raise ValueError(f"block {block!r} has units 0 to {size - 1}; a colour class names others")
+    return block, index
+
+
+def _update_units(model, state, stats, b, index, generator, beta, base, given, backend) -> Tensor:
+    """Block b with the units ``index`` drawn from their conditionals under p_beta and the
+    others as in ``state``. Exact when the drawn units share no factor term with each other
+    (a colour class): each is then drawn from its own conditional given everything else. A
+    block with a quadratic term (correlated units) is refused."""
+    if b in given or model.quadratic(b, state, stats) is not None:
+        raise ValueError(
+            f"block {b!r}: a colour class of some of its units needs a block without a quadratic "
+            f"term, computed from the state"
+        )
+    eta = backend.natural(model, b, stats)
+    natural = _tempered(eta, beta, base.get(b))
+    draw = backend.sample_(model.units[b], natural, generator)
+    new = state[b].clone()
+    index = index.to(new.device)
+    new[:, index] = draw[:, index]
+    return new
 
 
 def _is_one(beta) -> bool:
