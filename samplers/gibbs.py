@@ -22,6 +22,10 @@ class BlockGibbs(Kernel):
     independent given the rest, so they are drawn together). Each update leaves p(x) invariant; a
     sweep is an irreducible kernel when every conditional has full support.
 
+    ``schedule``: the colour classes a sweep draws in turn (default ``model.schedule``); a class
+    member is a block or a pair (block, unit numbers), and the members of one class must share
+    no factor term (``samplers.sweep.update_class``). Every free block must be updated.
+
     ``clamp`` holds blocks fixed: a dict block -> values (shape (n,...) broadcast to all chains, or
     (chains, ...)), or an iterable of block names whose values are taken from the state passed to
     ``init(values=...)``. Clamped blocks never change: the chains then sample the conditional
@@ -37,6 +41,7 @@ class BlockGibbs(Kernel):
         model: EnergyModel,
         clamp: Mapping[str, Tensor] | Iterable[str] | None = None,
         generator: torch.Generator | None = None,
+        schedule: Iterable[Iterable] | None = None,
     ):
         self.model = model
         self.generator = generator
@@ -53,8 +58,21 @@ class BlockGibbs(Kernel):
         for b in self.clamped:
             if b not in model.units:
                 raise ValueError(f"cannot clamp unknown block {b!r}; model blocks: {model.blocks}")
-        self.schedule = [[b for b in group if b not in self.clamped] for group in model.schedule]
+        groups = model.schedule if schedule is None else [list(g) for g in schedule]
+        self.schedule = [[m for m in g if _block_of(m) not in self.clamped] for g in groups]
         self.schedule = [g for g in self.schedule if g]
+        named = {_block_of(m) for g in self.schedule for m in g}
+        unknown = sorted(named - set(model.blocks))
+        if unknown:
+            raise ValueError(
+                f"the schedule names unknown block(s) {unknown}; model blocks: {model.blocks}"
+            )
+        never = [b for b in model.blocks if b not in named and b not in self.clamped]
+        if never:
+            raise ValueError(
+                f"the schedule never updates block(s) {never}: name each free block, or some of "
+                f"its units, in a colour class, or clamp it"
+            )
 
     def init(
         self,
@@ -113,3 +131,8 @@ class BlockGibbs(Kernel):
             return gibbs_sweep(self.model, state, self.schedule, self.generator, work=work), SWEEP
 
         return sweep
+
+
+def _block_of(member) -> str:
+    """The block a colour-class member draws (a block name, or the block of (block, units))."""
+    return member if isinstance(member, str) else member[0]

@@ -107,3 +107,32 @@ def test_negative_phases_drive_a_kernel_built_once_per_model():
         samplers.CD(clamp=["v"], kernel=factory)
     with pytest.raises(TypeError, match="not a samplers.Kernel"):
         samplers.CD(kernel=lambda m: object()).negative(model, data, gen)
+
+
+def test_block_gibbs_takes_a_schedule_of_unit_classes():
+    """A schedule with v's units split over two classes: run gives the chains of as many steps,
+    clamping still holds, and a schedule that never updates a free block or names an unknown one
+    is refused."""
+    model = random_rbm(4, 3, scale=1.0, seed=0)
+    classes = [[("v", [0, 2])], [("v", [1, 3])], ["h"]]
+    stepping = samplers.BlockGibbs(
+        model, generator=torch.Generator().manual_seed(1), schedule=classes
+    )
+    running = samplers.BlockGibbs(
+        model, generator=torch.Generator().manual_seed(1), schedule=classes
+    )
+    start = stepping.init(20)
+    running.init(20)
+    stepped = start
+    for _ in range(6):
+        stepped, _ = stepping.step(stepped)
+    ran = running.run(start, 6)
+    assert all(torch.equal(ran[b], stepped[b]) for b in model.blocks)
+    v = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    clamped = samplers.BlockGibbs(model, clamp={"v": v}, schedule=classes)
+    assert clamped.schedule == [["h"]]
+    assert torch.equal(clamped.run(clamped.init(5), 3)["v"], v.expand(5, 4))
+    with pytest.raises(ValueError, match=r"never updates block\(s\) \['h'\]"):
+        samplers.BlockGibbs(model, schedule=[["v"]])
+    with pytest.raises(ValueError, match="unknown block"):
+        samplers.BlockGibbs(model, schedule=[["v"], ["h"], [("x", [0])]])
