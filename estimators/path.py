@@ -257,7 +257,7 @@ class GeometricPath:
                 out = out + self.model.units[u].log_partition(beta * n, **extra)
             return out
         # the same operations in the same order, into kept tensors
-        backend = backend_for(t.e_rest)
+        backend = backend_for(self.model.device)
         out = kept_buffer(work, (key, "out"), t.e_rest.shape, t.e_rest)
         if isinstance(t.e_base, Tensor):
             torch.mul(t.e_base, -(1.0 - beta), out=out)

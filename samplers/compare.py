@@ -23,7 +23,7 @@ from torch import Tensor
 from ebm.enumeration import exact_log_marginal, state_index
 from ebm.model import EnergyModel
 from samplers.diagnostics import ChainSummary, summarize
-from samplers.kernel import Kernel
+from samplers.kernel import Kernel, check_num_chains
 from samplers.report import write_report
 from samplers.runner import run_chain
 
@@ -339,8 +339,7 @@ def compare(
         raise ValueError(f"seconds must be positive, got {seconds!r}")
     if not 0.0 <= float(burn_in) < 1.0:
         raise ValueError(f"burn_in is a fraction in [0, 1), got {burn_in!r}")
-    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-        raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
+    check_num_chains(num_chains)
     built = [_build(s, model) for s in samplers]
     if not built:
         raise ValueError("no sampler to compare")
@@ -442,11 +441,12 @@ def _run_one(
         state = sampler.init(chains, gen)
     elapsed += time.perf_counter() - start
     calibration = 0
-    if seconds is not None:  # time a few steps to turn seconds into steps
-        spent = 0.0
-        while calibration < 3 or spent < 0.02 * seconds:
-            run = run_chain(sampler, state, 1)
-            state, spent, calibration = run.state, spent + run.seconds, calibration + 1
+    if seconds is not None:  # time a few steps to turn seconds into steps, doubling them
+        spent, batch = 0.0, 3
+        while spent < 0.02 * seconds or not calibration:
+            run = run_chain(sampler, state, batch, timed=True)
+            state, spent, calibration = run.state, spent + run.seconds, calibration + batch
+            batch = calibration
         elapsed += spent
         total = max(5, int(seconds / (spent / calibration)))
     else:
@@ -470,7 +470,7 @@ def _run_one(
             idx = state_index(model, tv_blocks, x).cpu()
             counts.add_(torch.bincount(idx, minlength=len(counts)))
 
-    run = run_chain(sampler, state, keep, [record], progress, desc=name)
+    run = run_chain(sampler, state, keep, [record], progress, desc=name, timed=True)
     elapsed += run.seconds
     summaries = {k: summarize(v) for k, v in traces.items()}
     result = SamplerResult(

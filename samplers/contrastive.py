@@ -15,7 +15,7 @@ from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC
-from samplers.kernel import Kernel
+from samplers.kernel import Kernel, check_count, check_num_chains
 from samplers.runner import run_chain
 
 __all__ = ["CD", "PCD", "MeanFieldPCD", "HMCCD"]
@@ -31,12 +31,6 @@ def _complete(model: EnergyModel, data: dict, generator) -> dict:
     clamped = BlockGibbs(model, clamp=list(data), generator=generator)
     state = clamped.init(n, values=data)
     return clamped.step(state)[0]
-
-
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    return k
 
 
 class _KernelPerModel:
@@ -70,7 +64,7 @@ class CD:
     ``BlockGibbs(model, clamp=clamp)``); a kernel of your own holds its own clamped blocks."""
 
     def __init__(self, k: int = 1, clamp: Iterable[str] = (), kernel: KernelFactory | None = None):
-        self.k = _check_k(k)
+        self.k = check_count(k, "k")
         self.clamp = [clamp] if isinstance(clamp, str) else list(clamp)
         if kernel is not None and self.clamp:
             raise ValueError(
@@ -101,9 +95,7 @@ class PCD:
     ``BlockGibbs``)."""
 
     def __init__(self, num_chains: int = 100, k: int = 1, kernel: KernelFactory | None = None):
-        if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-            raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
-        self.num_chains, self.k = num_chains, _check_k(k)
+        self.num_chains, self.k = check_num_chains(num_chains), check_count(k, "k")
         self._kernel = _KernelPerModel(kernel or BlockGibbs)
         self.state: dict | None = None
         self._model: EnergyModel | None = None
@@ -195,7 +187,11 @@ class HMCCD:
     be. Biased like CD-k; the bias shrinks with k and with the acceptance rate."""
 
     def __init__(self, k: int = 1, step_size: float = 0.1, num_steps: int = 10):
-        self.k, self.step_size, self.num_steps = _check_k(k), float(step_size), int(num_steps)
+        self.k, self.step_size, self.num_steps = (
+            check_count(k, "k"),
+            float(step_size),
+            int(num_steps),
+        )
         self._blocks: list[str] = []
         self._kernel = _KernelPerModel(self._hmc)
 

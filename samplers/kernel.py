@@ -32,7 +32,7 @@ from torch import Tensor
 from ebm.model import EnergyModel
 from samplers.runner import Observer, run_chain
 
-__all__ = ["Kernel", "StepInfo", "check_num_chains"]
+__all__ = ["Kernel", "StepInfo", "check_count", "check_num_chains"]
 
 State = dict[str, Tensor]
 
@@ -60,11 +60,16 @@ class StepInfo:
 SWEEP = StepInfo()
 
 
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """``value`` when it is an int >= ``minimum``, else ValueError naming it ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 def check_num_chains(num_chains) -> int:
     """``num_chains`` when it is an int >= 1, else ValueError."""
-    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-        raise ValueError(f"num_chains must be an int >= 1, got {num_chains!r}")
-    return num_chains
+    return check_count(num_chains, "num_chains")
 
 
 class Kernel(abc.ABC):

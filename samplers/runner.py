@@ -1,8 +1,8 @@
 """The runner: drives any kernel of the ``samplers.kernel`` protocol for a number of steps.
 
 One loop for every sampler: it validates the count, runs without gradients, calls the observers
-with the target part of each state, shows a progress bar on request, times the steps alone
-(observers excluded; on a GPU after a synchronisation) and summarises the steps' info records.
+with the target part of each state, shows a progress bar on request, times the run (each step
+alone, observers excluded, when asked: ``timed``) and summarises the steps' info records.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ Observer = Callable[[State, int], None]
 class RunInfo:
     """The summary of a run's step infos.
 
-    ``steps``, ``sweeps`` (the steps' costs summed), ``seconds`` (inside the steps only),
+    ``steps``, ``sweeps`` (the steps' costs summed), ``seconds`` (inside the steps only for a
+    timed run, else the whole loop's),
     ``acceptance`` (the mean over steps of the mean over chains of ``StepInfo.accept``; None when
     no step reported one), ``swap_rates`` (per adjacent pair, the mean over the steps that tried
     it; None without replica exchange), ``round_trips`` (summed) and ``betas`` (the last ladder).
@@ -79,6 +80,7 @@ def run_chain(
     observers: Iterable[Observer] | None = None,
     progress: bool = False,
     desc: str | None = None,
+    timed: bool = False,
 ) -> RunInfo:
     """Apply ``num_steps`` steps of ``kernel`` (a ``samplers.kernel.Kernel``) to ``state``,
     calling each observer as ``observer(kernel.target(state), step)`` after every step; returns
@@ -87,7 +89,11 @@ def run_chain(
     The steps come from ``kernel.stepper()``: a kernel that keeps buffers for a run may
     overwrite a state two steps later, so an observer that keeps a tensor past its call copies
     it (``samplers.observers.Trace`` does). The input state is never written to. ValueError for
-    a negative ``num_steps`` or a state the kernel refuses (``Kernel.check_state``)."""
+    a negative ``num_steps`` or a state the kernel refuses (``Kernel.check_state``).
+
+    ``timed``: time each step alone, observers excluded (on a GPU, synchronising before and after
+    every step, which stalls its queue); otherwise ``RunInfo.seconds`` is the whole loop's time,
+    synchronised once at each end."""
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
         raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
     observers = list(observers or [])
@@ -97,17 +103,24 @@ def run_chain(
     info = RunInfo(state=state)
     step = kernel.stepper()
     name = desc or type(kernel).__name__.lower()
+    _sync(device)
+    begin = time.perf_counter()
     with torch.no_grad():
         for i in tqdm(range(num_steps), desc=name, unit="step", disable=not progress, leave=False):
-            _sync(device)
-            start = time.perf_counter()
+            if timed:
+                _sync(device)
+                start = time.perf_counter()
             state, step_info = step(state)
-            _sync(device)
-            info.seconds += time.perf_counter() - start
+            if timed:
+                _sync(device)
+                info.seconds += time.perf_counter() - start
             info.add(step_info)
             if observers:
                 x = kernel.target(state)
                 for obs in observers:
                     obs(x, i)
+    if not timed:
+        _sync(device)
+        info.seconds = time.perf_counter() - begin
     info.state = state
     return info
