@@ -38,17 +38,16 @@ def tensor_memory(run: Callable[[], object]) -> TensorMemory:
     """Run ``run()`` under ``torch.profiler`` with ``profile_memory=True`` and return what it
     allocated and its peak of CPU tensor memory (``TensorMemory``). Each free is matched to its
     allocation by address, so frees of tensors made before the run (which the profiler reports
-    only for some: those it saw being made in an earlier profile) do not count."""
-    # the event tree torch's own memory profiler reads (a private module: imported when used)
-    from torch._C._profiler import _EventType
-
+    only for some: those it saw being made in an earlier profile) do not count. The events are
+    read from the profile's event tree (``experimental_event_tree``), the record torch's own
+    memory profiler reads."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
     events = sorted(
         (
             (node.start_time_ns, node.extra_fields.ptr, node.extra_fields.alloc_size)
             for node in _walk(prof.profiler.kineto_results.experimental_event_tree())
-            if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu"
+            if node.tag.name == "Allocation" and node.extra_fields.device.type == "cpu"
         ),
         key=lambda event: event[0],
     )

@@ -57,18 +57,13 @@ def test_imports_point_down_the_layers():
 
 
 def test_private_torch_and_os_interfaces_only_behind_the_backend_seam():
-    """``torch._...``, ``torch.ops``, ctypes and /proc appear only in ebm/backend (and in the
-    memory profiler of ebm.profiling, a measurement tool that no sampling or estimation path
-    imports)."""
+    """``torch._...``, ``torch.ops``, ctypes and /proc appear only in ebm/backend."""
     pattern = re.compile(r"torch\._[a-zA-Z]|torch\.ops\.|\bctypes\b|/proc/")
     found = [
         f"{path.relative_to(ROOT)}:{i}"
         for name, path in _modules().items()
-        if not name.startswith(("ebm.backend", "ebm.profiling"))
+        if not name.startswith("ebm.backend")
         for i, line in enumerate(path.read_text().splitlines(), 1)
         if pattern.search(line) and not line.lstrip().startswith("#")
     ]
     assert found == [], found
-    g = _graph()
-    users = {a for a, b in g.edges if b == "ebm.profiling"} - {"ebm"}
-    assert users == set(), users
