@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from ebm.graph import member_block
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from ebm.units import Bernoulli, Categorical, Spin
@@ -148,8 +149,8 @@ def mean_field_base(
     """
     state = model.validate_data(data)
     if blocks is None:  # the hidden blocks of the data's colour class: a DBM's h2, h4, ...
-        group = next((g for g in model.schedule if set(state) & set(g)), [])
-        blocks = [b for b in group if b not in state]
+        group = next((g for g in model.schedule if set(state) & {member_block(m) for m in g}), [])
+        blocks = [member_block(m) for m in group if member_block(m) not in state]
     blocks = list(blocks)
     for b in blocks:
         if not isinstance(model.units[b], Bernoulli) or b in state:

@@ -3,7 +3,10 @@
 Nodes are blocks (``kind="block"``, with their unit type) and factors (``kind="factor"``); an edge
 joins a factor to every block it touches. The *block graph* joins two blocks that share a factor;
 a colouring of it is the block-update schedule: blocks of one colour are conditionally independent
-given the others and are updated together by block Gibbs.
+given the others and are updated together by block Gibbs. A factor may also couple the units of
+one block with each other (``Factor.unit_couplings``: a lattice, lateral connections, higher-order
+terms); such a block's units are coloured in turn on their *unit graph*, and its part of the
+schedule is colour classes of units, members ``(block, unit numbers)``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from ebm.factors.base import Factor
 from ebm.units import Units
 
-__all__ = ["Graph"]
+__all__ = ["Graph", "member_block"]
 
 
 def common_dtype(*modules: torch.nn.Module, always: bool = False) -> torch.dtype | None:
@@ -31,13 +34,19 @@ def common_dtype(*modules: torch.nn.Module, always: bool = False) -> torch.dtype
     return functools.reduce(torch.promote_types, dtypes, torch.get_default_dtype())
 
 
+def member_block(member) -> str:
+    """The block a colour-class member draws: the member itself (a block name), or the block of a
+    member ``(block, unit numbers)``."""
+    return member if isinstance(member, str) else member[0]
+
+
 class Graph:
     """A bipartite factor graph: ``add_block(name, units)``, then ``add_factor(*factors)``.
 
     Validation happens as parts are added, with messages that name the block or factor: unknown
     blocks, duplicate names, shape mismatches (a probe evaluation of each factor's energy) and
-    factors that couple a block to itself (which would break the conditional independence of the
-    units of that block).
+    factors that name one block twice. A factor couples units within a block only through
+    ``unit_couplings``, checked to be linear in each unit's statistic.
     """
 
     def __init__(self) -> None:
@@ -111,6 +120,7 @@ class Graph:
         if self._shapes_only:
             with torch.device("meta"):
                 factor.bind(shapes)
+            factor.coupled_blocks = self._coupled_blocks(factor)
         else:
             factor.bind(shapes)
             # one floating dtype for the factor and its blocks' units (a given float64 weight
@@ -119,11 +129,76 @@ class Graph:
             dtype = self._probe_dtype(factor)
             factor.to(dtype)
             self._probe(factor, dtype)
+            factor.coupled_blocks = self._coupled_blocks(factor)
+            for b in factor.coupled_blocks:
+                self._check_unit_linearity(factor, b, dtype)
             factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor, dtype)
         self.factors[name] = factor
         self._nx.add_node(name, kind="factor", factor=factor)
         for b in factor.blocks:
             self._nx.add_edge(name, b)
+
+    def _coupled_blocks(self, factor: Factor) -> frozenset[str]:
+        """The blocks whose units ``factor`` couples (``unit_couplings`` not None), each pair
+        checked: two distinct units of the block."""
+        coupled = set()
+        for b in dict.fromkeys(factor.blocks):
+            pairs = factor.unit_couplings(b)
+            if pairs is None:
+                continue
+            pairs = torch.as_tensor(pairs, device="cpu")
+            n = self.units[b].shape[0]
+            if pairs.dim() != 2 or pairs.shape[1] != 2:
+                raise ValueError(
+                    f"factor {factor.name!r}: unit_couplings({b!r}) must be an (m, 2) array of "
+                    f"unit pairs, got shape {tuple(pairs.shape)}"
+                )
+            bad = ((pairs < 0) | (pairs >= n)).any(1) | (pairs[:, 0] == pairs[:, 1])
+            if bool(bad.any()):
+                pair = tuple(pairs[int(bad.nonzero()[0, 0])].tolist())
+                raise ValueError(
+                    f"factor {factor.name!r} couples units {pair} of block {b!r} ({n} units): a "
+                    f"coupling joins two distinct units of the block"
+                )
+            coupled.add(b)
+        return frozenset(coupled)
+
+    def _check_unit_linearity(
+        self, factor: Factor, block: str, dtype: torch.dtype, num: int = 8, probes: int = 4
+    ) -> None:
+        """ValueError unless, at random states, the energy is linear in the statistic of each of a
+        few random units of ``block`` (E = E(t_i = 0) - eta_i . t_i, eta_i from ``natural``) and
+        ``natural_units`` agrees with ``natural``: what drawing units of one colour together
+        from their unit type's family needs."""
+        gen = torch.Generator().manual_seed(0)
+        units = self.units[block]
+        with torch.no_grad():
+            stats = {
+                b: self.units[b].statistic(self.units[b].random(num, gen, dtype=dtype))
+                for b in dict.fromkeys(factor.blocks)
+            }
+            e = factor.energy(stats)
+            eta = factor.natural(block, stats)
+            picked = torch.randperm(units.shape[0], generator=gen)[:probes]
+            scale = 1.0 + float(e.abs().max())
+            for i in picked.tolist():
+                zeroed = dict(stats)
+                zeroed[block] = stats[block].clone()
+                zeroed[block][:, i] = 0
+                t_i = stats[block][:, i].reshape(num, -1)
+                predicted = factor.energy(zeroed) - (eta[:, i].reshape(num, -1) * t_i).sum(-1)
+                if not torch.allclose(e, predicted, rtol=0.0, atol=1e-4 * scale):
+                    raise ValueError(
+                        f"factor {factor.name!r} couples units of block {block!r}, but its energy "
+                        f"is not linear in the statistic of unit {i} (with natural(...) as its "
+                        f"coefficient): a unit's conditional would not be of its unit type's family"
+                    )
+            got = factor.natural_units(block, stats, picked)
+            if not torch.allclose(got, eta[:, picked], rtol=0.0, atol=1e-5 * scale):
+                raise ValueError(
+                    f"factor {factor.name!r}: natural_units({block!r}, ...) disagrees with "
+                    f"natural({block!r}, ...) on units {picked.tolist()}"
+                )
 
     def _probe_dtype(self, factor: Factor) -> torch.dtype:
         """The dtype to probe ``factor`` in: the promotion of its tensors' and its blocks' units'."""
@@ -190,6 +265,8 @@ class Graph:
             e = factor.energy(stats)
             nonlinear, quadratic = set(), set()
             for b in stats:
+                if b in factor.coupled_blocks:  # linear per unit, checked on its own
+                    continue
                 if factor.blocks.count(b) != 1:
                     nonlinear.add(b)
                     continue
@@ -234,18 +311,63 @@ class Graph:
             g.add_edges_from((a, b) for i, a in enumerate(bs) for b in bs[i + 1 :])
         return g
 
-    def schedule(self) -> list[list[str]]:
+    def coupled_blocks(self) -> list[str]:
+        """Blocks whose units some factor couples with each other (``Factor.unit_couplings``)."""
+        return [b for b in self.units if any(f.couples_units(b) for f in self.factors.values())]
+
+    def unit_graph(self, block: str) -> nx.Graph:
+        """The block's units (0 .. n-1) joined when a factor couples them (networkx)."""
+        if block not in self.units:
+            raise ValueError(f"unknown block {block!r}; blocks: {self.blocks}")
+        g = nx.Graph()
+        g.add_nodes_from(range(self.units[block].shape[0]))
+        for f in self.factors.values():
+            if f.couples_units(block):
+                g.add_edges_from(map(tuple, f.unit_couplings(block).tolist()))
+        return g
+
+    def unit_classes(self, block: str) -> list[torch.Tensor]:
+        """A colouring of the block's unit graph as int64 tensors of unit numbers, one per colour:
+        the two sides for a bipartite graph (a lattice), else networkx's DSATUR greedy colouring
+        (largest-first above 20,000 units, where DSATUR gets slow). Units of one class share no
+        coupling, so they are conditionally independent given the rest."""
+        g = self.unit_graph(block)
+        if nx.is_bipartite(g):
+            colours = nx.bipartite.color(g)
+        else:
+            strategy = "DSATUR" if g.number_of_nodes() <= 20_000 else "largest_first"
+            colours = nx.coloring.greedy_color(g, strategy=strategy)
+        classes: dict[int, list[int]] = {}
+        for unit in range(g.number_of_nodes()):
+            classes.setdefault(colours[unit], []).append(unit)
+        return [torch.tensor(classes[c], dtype=torch.int64) for c in sorted(classes)]
+
+    def schedule(self) -> list[list]:
         """Colour classes of the block graph (networkx DSATUR colouring), in colour order.
 
         Blocks within a class share no factor, so they are conditionally independent given the
-        rest and block Gibbs updates them together. An RBM gives two classes.
+        rest and block Gibbs updates them together. An RBM gives two classes. A block whose units
+        are coupled with each other (``coupled_blocks``) is split into the colour classes of its
+        units (``unit_classes``): its members are ``(block, unit numbers)``, the first class of
+        its units joining its block class and the others following it. Blocks without such
+        couplings keep the layer schedule.
         """
         g = self.block_graph()
         colours = nx.coloring.greedy_color(g, strategy="DSATUR")
         classes: dict[int, list[str]] = {}
         for b in self.units:  # insertion order within a class
             classes.setdefault(colours[b], []).append(b)
-        return [classes[c] for c in sorted(classes)]
+        coupled = set(self.coupled_blocks())
+        schedule = []
+        for c in sorted(classes):
+            whole = [b for b in classes[c] if b not in coupled]
+            split = [(b, self.unit_classes(b)) for b in classes[c] if b in coupled]
+            rounds = max((len(parts) for _, parts in split), default=1)
+            for r in range(rounds):
+                group = list(whole) if r == 0 else []
+                group += [(b, parts[r]) for b, parts in split if r < len(parts)]
+                schedule.append(group)
+        return schedule
 
     def to_networkx(self) -> nx.Graph:
         """A copy of the factor graph for any networkx algorithm (nodes carry ``kind``)."""

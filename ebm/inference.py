@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ebm.graph import member_block
 from ebm.model import EnergyModel
 
 __all__ = ["MeanField", "mean_field"]
@@ -88,20 +89,22 @@ def mean_field(
         if init is not None:
             for b, m in init.items():
                 means[b] = m.to(device=model.device, dtype=model.dtype)
-        groups = [[b for b in group if b in hidden] for group in model.schedule]
+        # colour classes of the hidden blocks; a block whose units are coupled is updated a
+        # colour class of its units at a time (coordinate ascent stays exact per unit)
+        groups = [[m for m in group if member_block(m) in hidden] for group in model.schedule]
         groups = [g for g in groups if g]
-        converged, sweeps = False, 0
         current = {**state, **means}
+        current.update({b: current[b].clone() for b in hidden if model.coupled_factors(b)})
+        converged, sweeps = False, 0
         while sweeps < max_sweeps and not converged:
             sweeps += 1
             change = 0.0
             for group in groups:
                 stats = model.statistics(current)
-                updates = {b: model.natural(b, current, stats) for b in group}
-                for b, lam in updates.items():
-                    mu = model.units[b].mean(lam)
-                    change = max(change, float((mu - current[b]).abs().max()))
-                    natural[b], current[b] = lam, mu
+                updates = [(m, _member_natural(model, m, current, stats)) for m in group]
+                for m, lam in updates:
+                    mu = model.units[member_block(m)].mean(lam)
+                    change = max(change, _write_member(m, mu, lam, current, natural))
             converged = change < tol
     return MeanField(
         means={b: current[b] for b in hidden},
@@ -109,3 +112,26 @@ def mean_field(
         sweeps=sweeps,
         converged=converged,
     )
+
+
+def _member_natural(model: EnergyModel, member, current, stats) -> Tensor:
+    """The natural parameters of a colour-class member: a whole block's, or those of the units
+    of ``(block, units)``."""
+    if isinstance(member, str):
+        return model.natural(member, current, stats)
+    block, index = member
+    return model.natural_units(block, index, current, stats)
+
+
+def _write_member(member, mu: Tensor, lam: Tensor, current, natural) -> float:
+    """Store a member's new means and natural parameters; returns the largest change of a mean."""
+    if isinstance(member, str):
+        change = float((mu - current[member]).abs().max())
+        natural[member], current[member] = lam, mu
+        return change
+    block, index = member
+    change = float((mu - current[block][:, index]).abs().max())
+    current[block][:, index] = mu
+    natural[block] = natural[block].clone()
+    natural[block][:, index] = lam
+    return change

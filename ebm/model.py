@@ -77,11 +77,18 @@ class EnergyModel(nn.Module):
             b: [n for n in self._touching[b] if graph.factors[n].quadratic_in(b)]
             for b in self.blocks
         }
+        #: factors that couple units of a block with each other (linear in each unit)
+        self._coupled: dict[str, list[str]] = {
+            b: [n for n in self._touching[b] if graph.factors[n].couples_units(b)]
+            for b in self.blocks
+        }
         self._nonlinear: dict[str, list[str]] = {
             b: [
                 n
                 for n in self._touching[b]
-                if not graph.factors[n].linear_in(b) and n not in self._quadratic[b]
+                if not graph.factors[n].linear_in(b)
+                and n not in self._quadratic[b]
+                and n not in self._coupled[b]
             ]
             for b in self.blocks
         }
@@ -198,6 +205,41 @@ class EnergyModel(nn.Module):
             return ref.new_zeros((ref.shape[0], *self.units[block].shape))
         return eta
 
+    def natural_units(
+        self, block: str, index: Tensor, state: State, stats: State | None = None
+    ) -> Tensor:
+        """The natural parameters of the units ``index`` of ``block`` (unit numbers along its first
+        axis), shape (batch, len(index), *trailing): the sum of the factors' ``natural_units``.
+        Each unit's is exact given all the other units; units of one colour class of
+        ``schedule`` share no coupling, so together they are the natural parameters of their
+        joint conditional."""
+        self.natural_check(block)
+        stats = self.statistics(state) if stats is None else stats
+        eta = None
+        for factor in self._factors_of[block]:
+            term = factor.natural_units(block, stats, index)
+            eta = term if eta is None else eta + term
+        if eta is None:
+            ref = next(iter(stats.values()))
+            return ref.new_zeros((ref.shape[0], len(index), *self.units[block].shape[1:]))
+        return eta
+
+    def coupled_factors(self, block: str) -> list[str]:
+        """Names of the factors that couple units of ``block`` with each other: the block is then
+        drawn by colour classes of its units (``schedule``) and cannot be summed out
+        analytically."""
+        return list(self._coupled[block])
+
+    def units_check(self, block: str) -> None:
+        """ValueError when the block's units are coupled with each other, naming the factor: its
+        conditional given the other blocks is not a product over its units."""
+        if self._coupled[block]:
+            raise ValueError(
+                f"factor {self._coupled[block][0]!r} couples the units of block {block!r} with "
+                f"each other: draw it by colour classes of its units (the model's schedule), "
+                f"not as one block"
+            )
+
     def factors_touching(self, block: str) -> list[Factor]:
         """The factors whose energy involves ``block``, in the graph's order."""
         if block not in self.units:
@@ -265,7 +307,9 @@ class EnergyModel(nn.Module):
         return self.given_quadratic(block, self.quadratic(block, state, stats))
 
     def conditional(self, block: str, state: State) -> distributions.Distribution:
-        """p(x_block | the other blocks of ``state``) as a torch.distributions object."""
+        """p(x_block | the other blocks of ``state``) as a torch.distributions object (not for a
+        block whose units are coupled, see ``units_check``)."""
+        self.units_check(block)
         full = self.with_placeholders(state, [block])
         stats = self.statistics(full)
         return self.units[block].distribution(
@@ -279,7 +323,9 @@ class EnergyModel(nn.Module):
         generator: torch.Generator | None = None,
         stats: State | None = None,
     ) -> Tensor:
-        """Draw x_block ~ p(x_block | rest of ``state``)."""
+        """Draw x_block ~ p(x_block | rest of ``state``) (not for a block whose units are
+        coupled, see ``units_check``)."""
+        self.units_check(block)
         stats = self.statistics(state) if stats is None else stats
         eta = self.natural(block, state, stats)
         extra = self._given_quadratic(block, state, stats)
@@ -315,6 +361,12 @@ class EnergyModel(nn.Module):
         if unknown:
             raise ValueError(f"unknown block(s) {unknown} to sum out; model blocks: {self.blocks}")
         blocks = set(blocks)
+        for b in blocks:
+            if self._coupled[b]:
+                raise ValueError(
+                    f"block {b!r} cannot be summed out analytically: factor "
+                    f"{self._coupled[b][0]!r} couples its units with each other"
+                )
         for name, f in self.factors.items():
             inside = [b for b in dict.fromkeys(f.blocks) if b in blocks]
             if len(inside) > 1:

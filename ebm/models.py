@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -19,11 +18,11 @@ from ebm.factors import (
     InitialState,
     ProjectedStudentT,
     StudentT,
-    ThirdOrder,
     Transition,
 )
 from ebm.graph import Graph
 from ebm.model import EnergyModel
+from ebm.networks import higher_order_bm, ising, potts, semi_restricted_bm
 from ebm.units import (
     Bernoulli,
     Categorical,
@@ -49,7 +48,9 @@ __all__ = [
     "fcrbm",
     "higher_order_bm",
     "checkerboard_ising",
-    "unit_blocks",
+    "ising",
+    "potts",
+    "semi_restricted_bm",
 ]
 
 
@@ -501,59 +502,6 @@ def fcrbm(
         Bias("h"),
     )
     return EnergyModel(g)
-
-
-def higher_order_bm(
-    n: int, triples=None, pairs=None, init_scale: float = 0.1, prefix: str = "s"
-) -> EnergyModel:
-    """Sejnowski's (1986) higher-order Boltzmann machine over n binary units s_i in {0, 1}:
-
-        E(s) = -sum_{(i,j,k)} w_ijk s_i s_j s_k - sum_{(i,j)} w_ij s_i s_j - sum_i theta_i s_i,
-
-    over the given ``triples`` and ``pairs`` (default: all i<j<k and all i<j). Units that share a
-    term are not conditionally independent, so each unit is its own block (``{prefix}{i}``, one
-    Bernoulli unit), each term a ``ThirdOrder`` or ``Dense`` factor (named ``w_i_j_k``, ``w_i_j``)
-    and each bias a ``Bias`` (``theta_i``): the Graph's colouring of the block graph is then the
-    colouring of the unit-level interaction graph, and one block Gibbs sweep updates one colour
-    class of units at a time. The cost: with all triples every pair of units interacts, so a sweep
-    is n sequential single-unit updates, each summing O(n^2) terms (O(n^3) per sweep) instead of
-    one matmul for a layer of independent units; sparse triples give fewer colours. Weights
-    N(0, init_scale^2), biases 0. Data: ``unit_blocks(x)`` turns an (N, n) tensor into the state.
-    Learning signal for w_ijk: <s_i s_j s_k>_data - <s_i s_j s_k>_model.
-    """
-    _check_sizes(n=n)
-    triples = list(itertools.combinations(range(n), 3)) if triples is None else list(triples)
-    pairs = list(itertools.combinations(range(n), 2)) if pairs is None else list(pairs)
-    g = Graph()
-    names = [f"{prefix}{i}" for i in range(n)]
-    for name in names:
-        g.add_block(name, Bernoulli(1), visible=True)
-    factors = []
-    for term in triples:
-        i, j, k = _distinct_units(term, 3, n)
-        factors.append(
-            ThirdOrder(names[i], names[j], names[k], init_scale=init_scale, name=f"w_{i}_{j}_{k}")
-        )
-    for term in pairs:
-        i, j = _distinct_units(term, 2, n)
-        factors.append(Dense(names[i], names[j], init_scale=init_scale, name=f"w_{i}_{j}"))
-    factors += [Bias(name, name=f"theta_{i}") for i, name in enumerate(names)]
-    g.add_factor(*factors)
-    return EnergyModel(g)
-
-
-def _distinct_units(term, size: int, n: int) -> tuple[int, ...]:
-    term = tuple(int(i) for i in term)
-    if len(term) != size or len(set(term)) != size or not all(0 <= i < n for i in term):
-        raise ValueError(f"a term must name {size} distinct units in 0..{n - 1}, got {term}")
-    return tuple(sorted(term))
-
-
-def unit_blocks(x: torch.Tensor, prefix: str = "s") -> dict[str, torch.Tensor]:
-    """An (N, n) tensor as the state of ``higher_order_bm(n)``: block ``{prefix}{i}`` = x[:, i:i+1]."""
-    if x.dim() != 2:
-        raise ValueError(f"expected an (N, n) tensor, got shape {tuple(x.shape)}")
-    return {f"{prefix}{i}": x[:, i : i + 1] for i in range(x.shape[1])}
 
 
 def checkerboard_ising(rows: int, cols: int, horizontal, vertical, field=None) -> EnergyModel:

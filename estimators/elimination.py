@@ -24,6 +24,12 @@ number of blocks, against enumeration's exponential in all of them (after summin
 comes from networkx's treewidth heuristics (min fill-in or min degree) on the block graph, and the
 largest table is computed, and refused above ``max_states``, before any work is done. The result
 is exact: it equals enumeration (``exact_log_z``) up to float64 rounding.
+
+A block whose units are coupled with each other (``Pairwise`` within a block, ``HigherOrder``)
+is not one variable but n, one per unit: each coupling term becomes a table over its units
+(log phi_r = w_r prod_{i in r} t_i), and each factor linear in the block splits as
+E_f = offset_f(x_rest) - sum_i eta_f,i(x_rest) . t_i into a table over the other blocks and one
+per unit. The elimination graph is then that of the units (a lattice's treewidth is its width).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import copy
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 
 import networkx as nx
 import torch
@@ -85,26 +92,26 @@ def elimination_log_z(
                 f"over the states of discrete blocks only; exact_log_z can sum a continuous block "
                 f"out analytically when no factor couples it to another summed-out block"
             )
-    width, order, cliques = _plan(model, heuristic)
+    variables = _variables(model)
+    pieces = _pieces(model, variables)
+    width, order, cliques = _plan(variables, [scope for scope, _ in pieces], heuristic)
     largest = max(cliques, key=lambda c: c[1])
     if largest[1] > math.log2(max_states) + 1e-9:
+        shown = largest[0] if len(largest[0]) <= 12 else [*largest[0][:12], "..."]
         raise ValueError(
             f"variable elimination needs a table of {describe_count(largest[1])} at "
-            f"treewidth {width} (blocks {largest[0]}, {heuristic} order); "
+            f"treewidth {width} (variables {shown}, {heuristic} order); "
             f"the limit is max_states={max_states:,}"
         )
-    size = math.prod(int(model.units[b].num_states) for b in largest[0])
+    size = round(2 ** largest[1])
 
     m = copy.deepcopy(model).to(torch.float64)
     with torch.no_grad():
-        tables: list[tuple[Tensor, tuple[str, ...]]] = []
-        for b in m.blocks:
-            tables.append((_block_table(m, b), (b,)))
-        for name, f in m.factors.items():
-            tables.append((_factor_table(m, name, f), tuple(f.blocks)))
-        for v in tqdm(order, desc="eliminate", unit="block", disable=not progress, leave=False):
-            tables = _eliminate(m.blocks, tables, v)
-        # every block is gone: what is left are constants (one per connected component)
+        tables = [(build(m), scope) for scope, build in pieces]
+        names = list(variables)
+        for v in tqdm(order, desc="eliminate", unit="variable", disable=not progress, leave=False):
+            tables = _eliminate(names, tables, v)
+        # every variable is gone: what is left are constants (one per connected component)
         log_z = sum((t for t, _ in tables), torch.zeros((), dtype=torch.float64, device=m.device))
     value = float(log_z)
     return Estimate(
@@ -118,35 +125,179 @@ def elimination_log_z(
     )
 
 
-def _plan(model: EnergyModel, heuristic: str) -> tuple[int, list[str], list[tuple[list[str], int]]]:
-    """(networkx's treewidth, the elimination order, [(blocks of each intermediate table, log2 of
-    its number of entries)] in that order).
+def _plan(
+    variables: dict[str, float], scopes: list[tuple[str, ...]], heuristic: str
+) -> tuple[int, list[str], list[tuple[list[str], float]]]:
+    """(networkx's treewidth, the elimination order, [(variables of each intermediate table, log2
+    of its number of entries)] in that order), on the graph joining variables that share a table.
 
-    The heuristic's tree decomposition is peeled leaf by leaf: a block that lies in a leaf bag and
-    not in the bag it hangs from appears in no other remaining bag, so eliminating it creates a
-    table within that bag. The order is then played on the block graph (with fill-in) to get the
-    tables it really creates. Blocks are relabelled 0..n-1 in model order first, so that networkx's
-    set iteration, and with it the order, does not depend on string hashing.
+    The heuristic's tree decomposition is peeled leaf by leaf: a variable that lies in a leaf bag
+    and not in the bag it hangs from appears in no other remaining bag, so eliminating it creates
+    a table within that bag. The order is then played on the graph (with fill-in) to get the
+    tables it really creates. Variables are relabelled 0..n-1 in model order first, so that
+    networkx's set iteration, and with it the order, does not depend on string hashing.
     """
-    blocks = list(model.blocks)
-    index = {b: i for i, b in enumerate(blocks)}
-    log2_states = [model.units[b].log2_num_states for b in blocks]
+    names = list(variables)
+    index = {v: i for i, v in enumerate(names)}
+    log2_states = [variables[v] for v in names]
     g = nx.Graph()
-    g.add_nodes_from(range(len(blocks)))
-    g.add_edges_from((index[a], index[b]) for a, b in model.graph.block_graph().edges())
+    g.add_nodes_from(range(len(names)))
+    for scope in scopes:
+        ids = [index[v] for v in scope]
+        g.add_edges_from((a, b) for k, a in enumerate(ids) for b in ids[k + 1 :])
     width, decomposition = _HEURISTICS[heuristic](g)
-    order = _order_from_decomposition(decomposition, len(blocks))
+    order = _order_from_decomposition(decomposition, len(names))
 
     adjacency = {i: set(g[i]) - {i} for i in g}
     cliques = []
     for v in order:
         neighbours = adjacency.pop(v)
         clique = sorted(neighbours | {v})
-        cliques.append(([blocks[i] for i in clique], sum(log2_states[i] for i in clique)))
+        cliques.append(([names[i] for i in clique], sum(log2_states[i] for i in clique)))
         for a in neighbours:
             adjacency[a].discard(v)
             adjacency[a].update(neighbours - {a})
-    return int(width), [blocks[i] for i in order], cliques
+    return int(width), [names[i] for i in order], cliques
+
+
+def _unit_name(block: str, i: int) -> str:
+    return f"{block}[{i}]"
+
+
+def _variables(model: EnergyModel) -> dict[str, float]:
+    """The variables summed over, with log2 of their numbers of states: each block, or each unit
+    of a block whose units are coupled (``EnergyModel.coupled_factors``)."""
+    out = {}
+    for b in model.blocks:
+        units = model.units[b]
+        if model.coupled_factors(b):
+            per_unit = units.log2_num_states / units.shape[0]
+            out.update({_unit_name(b, i): per_unit for i in range(units.shape[0])})
+        else:
+            out[b] = units.log2_num_states
+    return out
+
+
+def _pieces(model: EnergyModel, variables) -> list[tuple[tuple[str, ...], Callable]]:
+    """The log tables of the sum, as (scope: the variables of its axes, a function of the float64
+    model that builds it): one per uncoupled block (its base energy), one per unit of a coupled
+    block (zero), per coupling term, and per factor (split per unit where it touches a coupled
+    block)."""
+    pieces = []
+    for b in model.blocks:
+        if model.coupled_factors(b):
+            if model.units[b].has_base_energy:
+                raise ValueError(f"block {b!r}: coupled units with a base energy are not summed")
+            k = round(2 ** variables[_unit_name(b, 0)])
+            for i in range(model.units[b].shape[0]):
+                pieces.append(((_unit_name(b, i),), _zeros(k)))
+        else:
+            pieces.append(((b,), _bind(_block_table, b)))
+    for name, f in model.factors.items():
+        coupled = [b for b in dict.fromkeys(f.blocks) if model.coupled_factors(b)]
+        if not coupled:
+            pieces.append((tuple(f.blocks), _bind(_factor_table, name)))
+        elif f.couples_units(coupled[0]):
+            pieces += _term_pieces(model, name, f, coupled[0])
+        else:
+            pieces += _split_pieces(model, name, f, coupled)
+    return pieces
+
+
+def _bind(function, *args) -> Callable:
+    return lambda m: function(m, *args)
+
+
+def _zeros(k: int) -> Callable:
+    return lambda m: torch.zeros(k, dtype=torch.float64, device=m.device)
+
+
+def _unit_statistics(m: EnergyModel, b: str) -> Tensor:
+    """t over the states of one unit of block b: shape (k, *trailing)."""
+    units = m.units[b]
+    single = type(units)(**{**units.config(), "n": 1})
+    k = int(single.num_states)
+    index = torch.arange(k, dtype=torch.int64, device=m.device)
+    return single.statistic(single.states(index, device=m.device, dtype=torch.float64))[:, 0]
+
+
+def _term_pieces(model: EnergyModel, name: str, f, b: str) -> list:
+    """One table per coupling term r of a ``Pairwise`` within b or a ``HigherOrder`` on b:
+    log phi_r = w_r prod_{i in r} t_i (dot products of vector statistics for pairs)."""
+    kind = type(f).__name__
+    if kind == "Pairwise":
+        orders = [(f.edges.cpu(), torch.arange(len(f.edges)))]
+    elif kind == "HigherOrder":
+        orders = [(t.cpu(), ids.cpu()) for t, ids in f._orders]
+    else:
+        raise ValueError(
+            f"factor {name!r} ({kind}) couples the units of block {b!r} by its own code; "
+            f"variable elimination over units takes Pairwise and HigherOrder couplings"
+        )
+    pieces = []
+    for terms, ids in orders:
+        for row, weight_id in zip(terms.tolist(), ids.tolist(), strict=True):
+            scope = tuple(_unit_name(b, i) for i in row)
+            pieces.append((scope, _bind(_term_table, name, b, len(row), weight_id)))
+    return pieces
+
+
+def _term_table(m: EnergyModel, name: str, b: str, order: int, weight_id: int) -> Tensor:
+    t = _unit_statistics(m, b)  # (k, *trailing)
+    k = t.shape[0]
+    if t.dim() == 1:
+        product = t
+        for _ in range(order - 1):
+            product = product.unsqueeze(-1) * t.reshape(*([1] * product.dim()), k)
+    else:  # pairs of vector statistics: dot products
+        product = t.reshape(k, -1) @ t.reshape(k, -1).T
+    return m.factors[name].weight[weight_id] * product
+
+
+def _split_pieces(model: EnergyModel, name: str, f, coupled: list[str]) -> list:
+    """E_f = offset(x_rest) - sum_i eta_i(x_rest) . t_i for a factor linear in the coupled block
+    b it touches: a table over its other blocks and one per unit of b."""
+    b = coupled[0]
+    if len(coupled) > 1 or not f.linear_in(b):
+        raise ValueError(
+            f"factor {name!r} touches block(s) {coupled} whose units are coupled, and is not linear "
+            f"in one of them: variable elimination over units cannot split it"
+        )
+    rest = tuple(x for x in f.blocks if x != b)
+    pieces = [(rest, _bind(_split_table, name, b, rest, None))]
+    for i in range(model.units[b].shape[0]):
+        pieces.append(((*rest, _unit_name(b, i)), _bind(_split_table, name, b, rest, i)))
+    return pieces
+
+
+def _split_table(m: EnergyModel, name: str, b: str, rest: tuple, unit: int | None) -> Tensor:
+    """-offset over the joint states of ``rest`` (unit None), or eta_unit . t_unit over them and
+    the unit's states (the unit's axis last)."""
+    f = m.factors[name]
+    sizes = [int(m.units[x].num_states) for x in rest]
+    strides = [math.prod(sizes[j + 1 :]) for j in range(len(sizes))]
+    total = math.prod(sizes)
+    t_unit = _unit_statistics(m, b)
+    k = t_unit.shape[0]
+    out = torch.empty((total, 1 if unit is None else k), dtype=torch.float64, device=m.device)
+    for lo in range(0, total, _CHUNK):
+        index = torch.arange(lo, min(lo + _CHUNK, total), dtype=torch.int64, device=m.device)
+        stats = {
+            x: m.units[x].statistic(_block_states(m, x, (index // s) % n))
+            for x, s, n in zip(rest, strides, sizes, strict=True)
+        }
+        stats[b] = torch.zeros(
+            (len(index), *m.units[b].shape), dtype=torch.float64, device=m.device
+        )
+        if unit is None:
+            offset = f.offset(b, stats)
+            out[lo : lo + len(index), 0] = -offset.expand(len(index))
+        else:
+            eta = f.natural(b, stats)[:, unit].reshape(len(index), -1)
+            out[lo : lo + len(index)] = eta @ t_unit.reshape(k, -1).T
+    if unit is None:
+        return out.reshape(sizes)
+    return out.reshape(*sizes, k)
 
 
 def _order_from_decomposition(decomposition: nx.Graph, n: int) -> list[int]:
@@ -192,9 +343,10 @@ def _block_table(m: EnergyModel, b: str) -> Tensor:
     return out
 
 
-def _factor_table(m: EnergyModel, name: str, f) -> Tensor:
+def _factor_table(m: EnergyModel, name: str) -> Tensor:
     """-E_f over the joint states of the blocks f touches, one axis per block (in f.blocks order,
     the last varying fastest)."""
+    f = m.factors[name]
     blocks = list(f.blocks)
     sizes = [int(m.units[b].num_states) for b in blocks]
     strides = [math.prod(sizes[j + 1 :]) for j in range(len(sizes))]

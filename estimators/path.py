@@ -11,6 +11,7 @@ from torch import Tensor
 from ebm.backend import backend_for
 from ebm.backend.buffers import kept_buffer
 from ebm.base import FactorizedBase
+from ebm.graph import member_block
 from ebm.model import EnergyModel
 from estimators.exact import choose_sum_out
 from samplers.hmc import hmc_step
@@ -140,12 +141,21 @@ class GeometricPath:
             )
         self.log_z0 = base.log_z() + log_z_free
         groups = [
-            [b for b in group if b not in sum_out and b not in self.clamp]
+            [
+                m
+                for m in group
+                if member_block(m) not in sum_out and member_block(m) not in self.clamp
+            ]
             for group in model.schedule
         ]
         self.groups = [g for g in groups if g]
         # blocks with a factor neither linear nor quadratic in them: moved by HMC, not Gibbs
-        self.smooth = {b for g in self.groups for b in g if model.nonlinear_factors(b)}
+        self.smooth = {
+            member_block(m)
+            for g in self.groups
+            for m in g
+            if model.nonlinear_factors(member_block(m))
+        }
 
     @staticmethod
     def _check_clamp(model: EnergyModel, clamp) -> dict[str, Tensor]:
@@ -321,7 +331,7 @@ class GeometricPath:
                     generator,
                 )
                 moved = {b: moved[b] for b in smooth}
-            rest = [b for b in group if b not in self.smooth]
+            rest = [m for m in group if member_block(m) not in self.smooth]
             if rest:
                 moved.update(
                     update_class(m, x, rest, generator, beta, self.base_natural, work=work)

@@ -84,7 +84,9 @@ def reverse_ais(
     these examples (per-example delta-method errors combined); the spread over examples, the
     error as an estimate of the expected log-likelihood, is in ``extras['stderr_examples']``.
     Needs the blocks the chains carry in one colour class once S is drawn (v and h2 in a DBM, v
-    in an RBM). ``workers > 1`` splits the examples over Ray
+    in an RBM), or S empty: where a carried block's units are coupled (a semi-restricted BM, an
+    Ising model) nothing is summed out and the sweep of colour classes is reversed as a whole.
+    ``workers > 1`` splits the examples over Ray
     tasks (see ``estimators.distributed``); the combination is the same as in one run.
     ``path``: another annealing path (e.g. ``estimators.moment_averaged_path``) instead of the
     geometric one from ``base``; it is the path's own ``base`` then.
@@ -162,7 +164,12 @@ def _raise_path(model: EnergyModel, base: FactorizedBase | None) -> GeometricPat
         base = FactorizedBase(model, {})
     sum_out = GeometricPath.default_sum_out(model, base, model.hidden())
     path = GeometricPath(model, base, sum_out=sum_out)
-    if len(path.groups) != 1:
+    if len(path.groups) != 1 and path.sum_out and model.graph.coupled_blocks():
+        # units coupled within a carried block: several colour classes once S is drawn, whose
+        # reversal is the reversed sweep only when nothing is drawn first, so every block is
+        # carried (the hidden ones proposed from the mean-field posterior)
+        path = GeometricPath(model, base, sum_out=[])
+    if len(path.groups) != 1 and path.sum_out:
         raise ValueError(
             "RAISE needs the blocks its chains carry in one colour class once the summed-out "
             f"blocks {path.sum_out} are drawn; they fall in {path.groups} (model schedule "

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 import torch
 from torch import Tensor
 
+from ebm.graph import member_block
 from ebm.model import EnergyModel
 from samplers.kernel import SWEEP, Kernel, StepInfo, check_num_chains
 from samplers.sweep import gibbs_sweep
@@ -59,9 +60,9 @@ class BlockGibbs(Kernel):
             if b not in model.units:
                 raise ValueError(f"cannot clamp unknown block {b!r}; model blocks: {model.blocks}")
         groups = model.schedule if schedule is None else [list(g) for g in schedule]
-        self.schedule = [[m for m in g if _block_of(m) not in self.clamped] for g in groups]
+        self.schedule = [[m for m in g if member_block(m) not in self.clamped] for g in groups]
         self.schedule = [g for g in self.schedule if g]
-        named = {_block_of(m) for g in self.schedule for m in g}
+        named = {member_block(m) for g in self.schedule for m in g}
         unknown = sorted(named - set(model.blocks))
         if unknown:
             raise ValueError(
@@ -131,8 +132,3 @@ class BlockGibbs(Kernel):
             return gibbs_sweep(self.model, state, self.schedule, self.generator, work=work), SWEEP
 
         return sweep
-
-
-def _block_of(member) -> str:
-    """The block a colour-class member draws (a block name, or the block of (block, units))."""
-    return member if isinstance(member, str) else member[0]

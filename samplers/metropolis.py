@@ -23,9 +23,11 @@ class Metropolis(Kernel):
 
         Delta E = -eta_b,i . (t(x'_i) - t(x_i)),    eta_b = natural parameters of b given the rest,
 
-    since every factor is linear in b's statistic. The units of one block are conditionally
-    independent given the other blocks, so visiting them one after another or all at once is the
-    same kernel: they are updated together, one accept test per unit. Each update satisfies
+    since every factor is linear in each unit's statistic. The units of one block are
+    conditionally independent given the other blocks, so visiting them one after another or all
+    at once is the same kernel: they are updated together, one accept test per unit. A block whose
+    units are coupled with each other is visited a colour class of its units at a time (the
+    model's schedule), units of one class sharing no coupling. Each update satisfies
     detailed balance with respect to p(x), so a sweep leaves p(x) invariant. Unlike block Gibbs it
     rejects some moves: each step's info holds each chain's acceptance rate over its units
     (``StepInfo.accept``).
@@ -50,7 +52,8 @@ class Metropolis(Kernel):
                     f"{model.quadratic_factors(b) + model.nonlinear_factors(b)}), which "
                     f"single-site Metropolis here does not handle"
                 )
-        self.schedule = [b for group in model.schedule for b in group]
+        # blocks, or colour classes of the units of a block whose units are coupled
+        self.schedule = [m for group in model.schedule for m in group]
 
     def init(self, num_chains: int, generator: torch.Generator | None = None) -> State:
         """``num_chains`` chains with every unit uniform at random."""
@@ -78,9 +81,15 @@ class Metropolis(Kernel):
         m = self.model
         state = dict(state)
         accepted, total = None, 0
-        for b in self.schedule:
+        owned = set()
+        for member in self.schedule:
+            b, index = (member, None) if isinstance(member, str) else member
             units, x = m.units[b], state[b]
-            eta = m.natural(b, state)
+            if index is None:
+                eta = m.natural(b, state)
+            else:
+                eta = m.natural_units(b, index, state)
+                x = x[:, index]
             proposal = self._propose(units, x)
             delta = -(eta * (proposal - x))
             if isinstance(units, Categorical):
@@ -88,7 +97,13 @@ class Metropolis(Kernel):
             u = torch.rand(delta.shape, generator=self.generator, device=x.device, dtype=x.dtype)
             accept = torch.log(u) < -delta
             mask = accept.unsqueeze(-1) if isinstance(units, Categorical) else accept
-            state[b] = torch.where(mask, proposal, x)
+            moved = torch.where(mask, proposal, x)
+            if index is None:
+                state[b] = moved
+            else:  # the class's units written into a copy of the block this step owns
+                if b not in owned:
+                    state[b], owned = state[b].clone(), owned | {b}
+                state[b][:, index] = moved
             count = accept.flatten(1).sum(1)
             accepted = count if accepted is None else accepted + count
             total += accept.flatten(1).shape[1]

@@ -54,11 +54,30 @@ def gibbs_sweep(
     state = dict(state)
     if backend is None and state:
         backend = backend_for(next(iter(state.values())))
+    owned = _own_unit_blocks(state, classes, work)
     for blocks in reversed(classes) if reverse else classes:
         state.update(
-            update_class(model, state, blocks, generator, beta, base, work=work, backend=backend)
+            update_class(
+                model, state, blocks, generator, beta, base, work=work, backend=backend, owned=owned
+            )
         )
     return state
+
+
+def _own_unit_blocks(state: State, classes, work: dict | None) -> frozenset[str]:
+    """The blocks drawn by classes of their units in this sweep, each replaced in ``state`` by a
+    copy the sweep owns (from ``work``'s double buffers when given), which the classes then
+    overwrite in place: one copy of such a block per sweep, not one per class."""
+    blocks = {m[0] for group in classes for m in group if not isinstance(m, str)}
+    for b in blocks:
+        if b not in state:
+            continue
+        x = state[b]
+        copy = x.clone() if work is None else swap_buffer(work, ("sweep.units", b), x.shape, x, x)
+        if work is not None:
+            copy.copy_(x)
+        state[b] = copy
+    return frozenset(blocks)
 
 
 @torch.no_grad()
@@ -73,6 +92,7 @@ def update_class(
     given_quadratic: Mapping[str, Tensor] | None = None,
     work: dict | None = None,
     backend=None,
+    owned: frozenset[str] = frozenset(),
 ) -> State:
     """Draw the blocks of one colour class from their conditionals under p_beta given the other
     blocks of ``state``; returns {block: draw} and leaves ``state`` and ``given`` unchanged.
@@ -93,6 +113,8 @@ def update_class(
     taken in turn, so the update allocates nothing of a block's size and a draw it returns is
     overwritten two calls later (copy what you keep). The draws are those without ``work``, bit
     for bit. Blocks with a quadratic term are drawn by their unit type from new tensors.
+    ``owned``: blocks whose tensor in ``state`` the caller lets a unit-class member overwrite in
+    place (``gibbs_sweep`` passes the copies it made); other members draw into a copy.
     """
     given, base = given or {}, base or {}
     if backend is None:
@@ -105,9 +127,10 @@ def update_class(
     for b, units_drawn in members:
         if units_drawn is not None:  # some of the block's units, the others kept as they are
             out[b] = _update_units(
-                model, state, stats, b, units_drawn, generator, beta, base, given, backend
+                model, state, stats, b, units_drawn, generator, beta, base, given, backend, owned
             )
             continue
+        model.units_check(b)
         units = model.units[b]
         if b in given:
             q = (given_quadratic or {}).get(b)
@@ -154,29 +177,35 @@ def _member(model: EnergyModel, item) -> tuple[str, Tensor | None]:
     block, index = item
     if block not in model.units:
         raise ValueError(f"unknown block {block!r} in a colour class; model blocks: {model.blocks}")
-    index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+    if not (isinstance(index, Tensor) and index.dtype == torch.int64 and index.dim() == 1):
+        index = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
     size = model.units[block].shape[0]
     if len(index) and (int(index.min()) < 0 or int(index.max()) >= size):
         raise ValueError(f"block {block!r} has units 0 to {size - 1}; a colour class names others")
     return block, index
 
 
-def _update_units(model, state, stats, b, index, generator, beta, base, given, backend) -> Tensor:
+def _update_units(
+    model, state, stats, b, index, generator, beta, base, given, backend, owned
+) -> Tensor:
     """Block b with the units ``index`` drawn from their conditionals under p_beta and the
-    others as in ``state``. Exact when the drawn units share no factor term with each other
-    (a colour class): each is then drawn from its own conditional given everything else. A
-    block with a quadratic term (correlated units) is refused."""
+    others as in ``state`` (overwritten in place when b is in ``owned``, else copied). Exact when
+    the drawn units share no factor term with each other (a colour class): each is then drawn from
+    its own conditional given everything else. A block with a quadratic term (correlated units)
+    is refused."""
     if b in given or model.quadratic(b, state, stats) is not None:
         raise ValueError(
             f"block {b!r}: a colour class of some of its units needs a block without a quadratic "
             f"term, computed from the state"
         )
-    eta = backend.natural(model, b, stats)
-    natural = _tempered(eta, beta, base.get(b))
-    draw = backend.sample_(model.units[b], natural, generator)
-    new = state[b].clone()
-    index = index.to(new.device)
-    new[:, index] = draw[:, index]
+    eta = model.natural_units(b, index, state, stats)
+    a = base.get(b)
+    if a is not None:  # the base's parameters of these units (with or without a batch axis)
+        a = a[:, index] if a.dim() == eta.dim() else a[index]
+    natural = _tempered(eta, beta, a)
+    draw = backend.sample_(model.units[b], natural.contiguous(), generator)
+    new = state[b] if b in owned else state[b].clone()
+    new[:, index.to(new.device)] = draw
     return new
 
 

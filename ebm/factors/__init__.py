@@ -6,6 +6,7 @@ from ebm.factors.covariance import CovariancePooling
 from ebm.factors.dense import Dense
 from ebm.factors.emission import BernoulliEmission, CategoricalEmission, GaussianEmission
 from ebm.factors.experts import ProjectedStudentT
+from ebm.factors.higher_order import HigherOrder
 from ebm.factors.markov import InitialState, Transition
 from ebm.factors.pairwise import Pairwise
 from ebm.factors.student import StudentT
@@ -17,6 +18,7 @@ __all__ = [
     "Bias",
     "Dense",
     "Pairwise",
+    "HigherOrder",
     "ThirdOrder",
     "Factored3Way",
     "CovariancePooling",

@@ -129,6 +129,9 @@ class Factor(nn.Module):
         self.nonlinear_blocks: frozenset[str] = frozenset()
         #: blocks in which the energy was found to be quadratic, of the declared form (ditto)
         self.quadratic_blocks: frozenset[str] = frozenset()
+        #: blocks whose units the factor couples with each other (``unit_couplings``; set by the
+        #: Graph, which checks that the energy is linear in each of their units)
+        self.coupled_blocks: frozenset[str] = frozenset()
         self.name = name or f"{_snake(type(self).__name__)}_{'_'.join(blocks)}"
         if "." in self.name:
             raise ValueError(f"factor name {self.name!r} must not contain '.'")
@@ -168,6 +171,28 @@ class Factor(nn.Module):
         ``precision``."""
         return self.precision(target, stats)
 
+    def unit_couplings(self, block: str) -> Tensor | None:
+        """The pairs of units of ``block`` (numbered along its first axis) that this factor couples
+        with each other, an (m, 2) int64 tensor, or None (the default) when it couples none: its
+        energy is then linear (or quadratic) in the block's statistic as a whole. A factor that
+        couples units must be linear in each unit's statistic, so that a unit's conditional given
+        all the others is of its unit type's family; the Graph colours the units by these pairs
+        (``Graph.schedule``) and checks the linearity numerically."""
+        return None
+
+    def natural_units(self, target: str, stats: dict[str, Tensor], index: Tensor) -> Tensor:
+        """The natural parameters of the units ``index`` of ``target`` (an int64 tensor of unit
+        numbers along its first axis), shape (batch, len(index), *trailing): -dE_f/dt_i for each,
+        exact when no two of them share a term. Defaults to ``natural(target, stats)[:, index]``;
+        factors with ``unit_couplings`` compute only these units. The result must be a tensor
+        the caller may overwrite (never a view of a parameter)."""
+        return self.natural(target, stats)[:, index]
+
+    def couples_units(self, block: str) -> bool:
+        """Whether this factor couples units of ``block`` with each other (see
+        ``unit_couplings``)."""
+        return block in self.coupled_blocks
+
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         """E_f with the statistic of ``target`` set to zero: shape (batch,) or a scalar."""
         zeroed = dict(stats)
@@ -205,6 +230,7 @@ class Factor(nn.Module):
         when the factor is added."""
         return (
             self.blocks.count(block) == 1
+            and block not in self.coupled_blocks
             and block not in self.nonlinear_blocks
             and block not in self.quadratic_blocks
         )

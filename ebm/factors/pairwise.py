@@ -1,4 +1,4 @@
-"""Pairwise: a sparse bilinear coupling between the units of two blocks."""
+"""Pairwise: a sparse bilinear coupling between the units of two blocks, or of one block."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebm.factors.base import Factor, check_init_scale, flat_size, register
+from ebm.factors.base import Factor, check_init_scale, register
+from ebm.factors.terms import PlanCache, UnitPlan, as_terms
 
 
 @register
 class Pairwise(Factor):
-    """E(a, b) = -sum_e W_e t(a)_{i_e} t(b)_{j_e} over the given unit pairs e = (i_e, j_e) (units
-    numbered in the flattened blocks): a ``Dense`` coupling whose weight matrix is zero outside
-    the edges, with its m weights as one tensor.
+    """E = -sum_e W_e t_(i_e) . t_(j_e) over the given unit pairs e = (i_e, j_e): between blocks a
+    and b (i_e a unit of a, j_e of b), or within block a (``b`` None or a). Units are numbered
+    along the block's first axis; where a unit's statistic is a vector (a Categorical unit's one-hot
+    code) the product is the dot product, so on Categorical units W_e counts agreement (a Potts
+    coupling). The m weights are one tensor, ``weight`` (shape (m,)) or W ~ N(0, init_scale^2).
 
-    Linear in each block: a's natural parameters are eta_i = sum_{e: i_e = i} W_e t(b)_{j_e}
-    (a gather, a product and an ``index_add_``), and b's likewise. ``edges``: an (m, 2) integer
-    array or a list of pairs, each pair at most once. ``weight`` (optional) gives W (shape (m,));
-    otherwise W ~ N(0, init_scale^2). Coupling units of one block with each other (``b`` None) needs
-    a schedule over the block's units, which the graph does not build yet: refused.
+    Between two blocks this is a ``Dense`` coupling zero off the edges, linear in each block.
+    Within a block it couples the block's units with each other: the energy is linear in each
+    unit's statistic, not in the block's, so the graph colours the units (``Graph.schedule``) and
+    the units of one colour are drawn together. Natural parameters of unit i:
+    eta_i = sum_{e at i} W_e t_(other end of e), gathered and added with ``index_add_`` for the
+    whole block, or as a sparse matrix product for a colour class (``natural_units``).
+    ``edges``: an (m, 2) integer array or a list of pairs, each pair once (within a block,
+    (i, j) and (j, i) are the same pair, and (i, i) is refused).
     """
 
     def __init__(
@@ -32,24 +38,31 @@ class Pairwise(Factor):
         init_scale: float = 0.01,
         name: str | None = None,
     ):
-        if b is None or b == a:
-            raise ValueError(
-                f"Pairwise couples two distinct blocks; coupling the units of block {a!r} with "
-                f"each other needs a unit-level schedule, which the graph does not build yet"
-            )
-        super().__init__(a, b, name=name)
-        self._edges = _as_edges(edges)
+        self.within = b is None or b == a
+        if self.within:
+            super().__init__(a, name=name or f"pairwise_{a}")
+            self._edges = as_terms(edges, f"Pairwise({a!r}) edges", order=2)
+        else:
+            super().__init__(a, b, name=name)
+            self._edges = _as_edges(edges)
         self._initial = self.initial(weight, "weight")
         self.init_scale = check_init_scale(init_scale)
         self.weight: nn.Parameter | None = None
         self.register_buffer("edges", self._edges, persistent=False)
         self._shapes: dict[str, tuple[int, ...]] = {}
+        self._plans = PlanCache()
 
     def bind(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        a, b = self.blocks
-        self._shapes = {a: tuple(shapes[a]), b: tuple(shapes[b])}
-        for column, block in enumerate(self.blocks):
-            size = flat_size(shapes[block])
+        self._shapes = {b: tuple(shapes[b]) for b in self.blocks}
+        trailing = {shapes[b][1:] for b in self.blocks}
+        if len(trailing) > 1:
+            raise ValueError(
+                f"factor {self.name!r}: the units of {' and '.join(map(repr, self.blocks))} have "
+                f"statistics of different shapes ({', '.join(str(s[1:]) for s in shapes.values())})"
+            )
+        ends = self.blocks * 2 if self.within else self.blocks
+        for column, block in enumerate(ends):
+            size = shapes[block][0]
             bad = (self._edges[:, column] >= size).nonzero()
             if len(bad):
                 e = int(bad[0, 0])
@@ -65,20 +78,45 @@ class Pairwise(Factor):
         )
         self._initial = None
 
+    def _ends(self, stats: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        a, b = self.blocks * 2 if self.within else self.blocks
+        return stats[a], stats[b]
+
+    def _weight_like(self, t: Tensor) -> Tensor:
+        """W shaped to broadcast over (batch, m, *trailing)."""
+        return self.weight.reshape(-1, *([1] * (t.dim() - 2)))
+
     def energy(self, stats: dict[str, Tensor]) -> Tensor:
-        a, b = self.blocks
-        i, j = self.edges[:, 0], self.edges[:, 1]
-        ta, tb = stats[a].flatten(1), stats[b].flatten(1)
-        return -((ta[:, i] * tb[:, j]) @ self.weight)
+        ta, tb = self._ends(stats)
+        products = ta[:, self.edges[:, 0]] * tb[:, self.edges[:, 1]]
+        if products.dim() > 2:  # vector statistics: dot products
+            products = products.flatten(2).sum(-1)
+        return -(products @ self.weight)
 
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
-        a, b = self.blocks
-        here, there = (0, 1) if target == a else (1, 0)
-        other = stats[b if target == a else a].flatten(1)
-        terms = other[:, self.edges[:, there]] * self.weight
-        size = flat_size(self._shapes[target])
-        out = terms.new_zeros((other.shape[0], size)).index_add_(1, self.edges[:, here], terms)
-        return out.reshape(other.shape[0], *self._shapes[target])
+        ta, tb = self._ends(stats)
+        if self.within:
+            i, j = self.edges[:, 0], self.edges[:, 1]
+            w = self._weight_like(ta)
+            out = ta.new_zeros(ta.shape).index_add(1, i, ta[:, j] * w)
+            return out.index_add(1, j, ta[:, i] * w)
+        here, there = (0, 1) if target == self.blocks[0] else (1, 0)
+        other = tb if target == self.blocks[0] else ta
+        terms = other[:, self.edges[:, there]] * self._weight_like(other)
+        out = other.new_zeros((other.shape[0], *self._shapes[target]))
+        return out.index_add_(1, self.edges[:, here], terms)
+
+    def unit_couplings(self, block: str) -> Tensor | None:
+        return self._edges if self.within else None
+
+    def natural_units(self, target: str, stats: dict[str, Tensor], index: Tensor) -> Tensor:
+        if not self.within or torch.is_grad_enabled():
+            return super().natural_units(target, stats, index)
+        t = stats[target]
+        plan = self._plans.get(
+            index, t.device, lambda: UnitPlan(self._edges, index, t.shape[1], t.device)
+        )
+        return plan.natural(self.weight, t)
 
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return stats[target].new_zeros(())
@@ -93,7 +131,8 @@ class Pairwise(Factor):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Pairwise:
-        a, b = config["blocks"]
+        blocks = config["blocks"]
+        a, b = blocks if len(blocks) == 2 else (blocks[0], None)
         return cls(
             a, b, edges=config["edges"], init_scale=config["init_scale"], name=config.get("name")
         )

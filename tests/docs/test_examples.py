@@ -17,9 +17,14 @@ MARKERS = {
     "gated_shifts.py": "offset accuracy",
     "mcrbm_patches.py": "held-out log p(v)",
     "pohmm_co2.py": "held-out log p(x)",
+    "ising_critical.py": "specific heat peaks at beta",
 }
 # the plots each example writes into its --out directory
-PLOTS = {"pohmm_co2.py": ["pohmm.png"], "image_patches.py": ["filters.png"]}
+PLOTS = {
+    "pohmm_co2.py": ["pohmm.png"],
+    "image_patches.py": ["filters.png"],
+    "ising_critical.py": ["ising_critical.png"],
+}
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)

@@ -75,8 +75,8 @@ def test_pairwise_samples_trains_and_saves(tmp_path):
 
 
 def test_pairwise_refuses_bad_edges_by_name():
-    with pytest.raises(ValueError, match="unit-level schedule"):
-        ebm.factors.Pairwise("a", edges=[(0, 1)])
+    with pytest.raises(ValueError, match=r"term 0 \(1, 1\) repeats a unit"):
+        ebm.factors.Pairwise("a", edges=[(1, 1)])
     with pytest.raises(ValueError, match=r"edge \(0, 3\) is given 2 times"):
         ebm.factors.Pairwise("a", "b", edges=[(0, 3), (1, 1), (0, 3)])
     with pytest.raises(ValueError, match=r"\(m, 2\) array of integer"):

@@ -2,6 +2,8 @@
 Gibbs chains reproduce the exact joint distribution of small models, and unsupported models are
 refused by name."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -37,12 +39,27 @@ def mixed_model(seed: int) -> ebm.EnergyModel:
     return ebm.EnergyModel(graph)
 
 
+def unit_per_block_higher_order(n):
+    """Sejnowski's machine over n units declared one block per unit: a ThirdOrder factor per
+    triple, a Dense factor per pair, a Bias per unit."""
+    graph = ebm.Graph()
+    names = [f"s{i}" for i in range(n)]
+    for name in names:
+        graph.add_block(name, ebm.units.Bernoulli(1), visible=True)
+    for i, j, k in itertools.combinations(range(n), 3):
+        graph.add_factor(ebm.factors.ThirdOrder(names[i], names[j], names[k]))
+    for i, j in itertools.combinations(range(n), 2):
+        graph.add_factor(ebm.factors.Dense(names[i], names[j]))
+    graph.add_factor(*(ebm.factors.Bias(name) for name in names))
+    return ebm.EnergyModel(graph)
+
+
 MODELS = {
     "rbm": lambda: random_rbm(6, 4, 1.5, seed=0),
     "dbm": lambda: randomize(ebm.models.dbm([3, 3, 2, 2]), 1.5, seed=1),
     "mixed": lambda: mixed_model(2),
     "gated": lambda: randomize(ebm.models.gated_rbm(3, 3, 2, 2), 0.8, seed=3),
-    "higher_order": lambda: randomize(ebm.models.higher_order_bm(4), 0.8, seed=4),
+    "higher_order": lambda: randomize(unit_per_block_higher_order(4), 0.8, seed=4),
 }
 
 
@@ -110,3 +127,5 @@ def test_unsupported_models_are_refused_by_name():
     graph.add_factor(ebm.factors.TiedDense("a", "b", copies_a=2, name="tied"))
     with pytest.raises(ValueError, match=r"factor 'tied' \(TiedDense\)"):
         to_thrml(ebm.EnergyModel(graph))
+    with pytest.raises(ValueError, match=r"factor 'triples' \(HigherOrder\)"):
+        to_thrml(ebm.models.higher_order_bm(4))
