@@ -42,6 +42,7 @@ def main() -> None:
         ("ais_speed", mnist),
         ("ais_scaling", [*mnist, "--figure", str(args.figure)]),
         ("resident_set", []),
+        ("unit_graphs", ["--no-thrml"] if args.quick else []),
     ]
     for name, extra in jobs:
         start = time.perf_counter()

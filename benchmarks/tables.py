@@ -21,6 +21,11 @@ def _rate(value) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
+def _sweeps(value: float) -> str:
+    """A rate with two decimals below 10, one above."""
+    return f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
+
+
 def _mib(value, sign: str = "") -> str:
     return "-" if value is None else f"{value:{sign}.1f} MiB"
 
@@ -193,6 +198,36 @@ def scale_cost_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def unit_graphs_table(record: dict) -> str:
+    """Block Gibbs sweeps per second on unit-level graphs: ours, a hand-written torch loop and
+    thrml's IsingEBM (grids), with our ratios to each and the model's build time."""
+    head = [
+        "model",
+        "chains",
+        "build",
+        "ours, sweeps/s",
+        "hand loop",
+        "thrml IsingEBM",
+        "ours / hand loop",
+        "ours / thrml",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in record["rows"]:
+        thrml = r.get("thrml")
+        cells = [
+            r["model"],
+            f"{r['chains']:,}",
+            f"{r['build_seconds']:.2f} s",
+            _sweeps(r["ours"]),
+            _sweeps(r["hand_loop"]),
+            "-" if thrml is None else _sweeps(thrml),
+            f"{r['ours'] / r['hand_loop']:.2f}",
+            "-" if thrml is None else f"{r['ours'] / thrml:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def tables(results: Path) -> dict[str, str]:
     """The tables of every record present in ``results``, by record name."""
     renderers = {
@@ -202,6 +237,7 @@ def tables(results: Path) -> dict[str, str]:
         "resident_set": [resident_set_table],
         "scale_cost": [scale_cost_table],
         "scale_cost_h200": [scale_cost_table],
+        "unit_graphs": [unit_graphs_table],
     }
     out = {}
     for name, render in renderers.items():

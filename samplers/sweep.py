@@ -198,7 +198,7 @@ def _update_units(
             f"block {b!r}: a colour class of some of its units needs a block without a quadratic "
             f"term, computed from the state"
         )
-    eta = model.natural_units(b, index, state, stats)
+    eta = backend.natural_units(model, b, index, stats)
     a = base.get(b)
     if a is not None:  # the base's parameters of these units (with or without a batch axis)
         a = a[:, index] if a.dim() == eta.dim() else a[index]

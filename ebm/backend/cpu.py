@@ -26,6 +26,7 @@ from torch import Tensor
 
 import ebm.backend.draws as draws
 import ebm.backend.onednn as onednn
+import ebm.backend.sparse as sparse
 from ebm.backend.buffers import kept_buffer
 from ebm.backend.reference import TorchBackend
 from ebm.units import Bernoulli, Spin
@@ -54,12 +55,13 @@ class CPUBackend(TorchBackend):
     name = "cpu"
     in_place = True
 
-    def __init__(self, products: str = "onednn", fast_draws: bool = True):
+    def __init__(self, products: str = "onednn", fast_draws: bool = True, sparse_rows: bool = True):
         if products not in ("onednn", "blas"):
             raise ValueError(f"products must be 'onednn' or 'blas', got {products!r}")
         self.products = products
         self.fused = products == "onednn" and onednn.available()
         self.fast_draws = bool(fast_draws)
+        self.sparse_rows = bool(sparse_rows)
 
     def matmul(self, x: Tensor, w: Tensor) -> Tensor:
         """x w on this backend's product kernel (a new tensor)."""
@@ -108,6 +110,30 @@ class CPUBackend(TorchBackend):
         for x, w in products[1:]:
             flat.addmm_(x, w)
         return out
+
+    def natural_units(self, model, block: str, index: Tensor, stats: State) -> Tensor:
+        """``model.natural_units``, with the contributions of factors that give their couplings
+        as a sparse matrix by target (``natural_rows``) from the row-product kernel
+        (``ebm.backend.sparse``) where the block's statistics allow it."""
+        t = stats[block]
+        if torch.is_grad_enabled() or not self.sparse_rows or not sparse.usable(t):
+            return model.natural_units(block, index, None, stats)
+        model.natural_check(block)
+        fresh, views = [], []  # the kernel's results are ours; a factor's may be broadcast views
+        for factor in model.factors_touching(block):
+            rows = getattr(factor, "natural_rows", None)
+            rows = None if rows is None else rows(block, stats, index)
+            if rows is None:
+                views.append(factor.natural_units(block, stats, index))
+            else:
+                fresh.append(sparse.rows_product(t, *rows))
+        terms = fresh + views
+        if not terms:
+            return t.new_zeros((t.shape[0], len(index)))
+        eta = terms[0] if fresh else terms[0] + (terms[1] if len(terms) > 1 else 0.0)
+        for term in terms[1 if fresh else 2 :]:
+            eta.add_(term)
+        return eta
 
     # --- draws and log-partitions ----------------------------------------------------------------
     def sample_(self, units, natural: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -166,4 +192,7 @@ class CPUBackend(TorchBackend):
         return e_rest, eta
 
     def __repr__(self) -> str:
-        return f"CPUBackend(products={self.products!r}, fast_draws={self.fast_draws})"
+        return (
+            f"CPUBackend(products={self.products!r}, fast_draws={self.fast_draws}, "
+            f"sparse_rows={self.sparse_rows})"
+        )

@@ -36,6 +36,11 @@ class TorchBackend:
     ) -> Tensor:
         return model.natural(block, None, stats)
 
+    def natural_units(self, model, block: str, index: Tensor, stats: State) -> Tensor:
+        """The natural parameters of the units ``index`` of ``block``:
+        ``model.natural_units``."""
+        return model.natural_units(block, index, None, stats)
+
     def sample_(self, units, natural: Tensor, generator: torch.Generator | None) -> Tensor:
         return units.sample(natural, generator)
 

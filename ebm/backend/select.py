@@ -14,6 +14,7 @@ from torch import Tensor
 
 import ebm.backend.draws as draws
 import ebm.backend.onednn as onednn
+import ebm.backend.sparse as sparse
 from ebm.backend.cpu import CPUBackend
 from ebm.backend.reference import TorchBackend
 
@@ -77,7 +78,8 @@ def _verified_cpu_backend():
         )
     if products == "blas" and not draws_ok:
         return None
-    return CPUBackend(products=products, fast_draws=draws_ok)
+    sparse_ok = bool(_passes(_sparse_rows_match, [], "the sparse row kernel"))
+    return CPUBackend(products=products, fast_draws=draws_ok, sparse_rows=sparse_ok)
 
 
 def check_cpu_backend() -> tuple[str, bool, list[str]]:
@@ -133,6 +135,26 @@ def _fused_product_matches() -> bool:
         got.shape == want.shape and float((got.double() - want).abs().max()) <= tol
         for got, want in cases
     )
+
+
+def _sparse_rows_match() -> bool:
+    """The sparse row kernel against a float64 dense product, on a random CSR matrix, in float32
+    and float64, on one thread's share and on the team's."""
+    g = torch.Generator().manual_seed(0)
+    dense = torch.randn(23, 41, generator=g, dtype=torch.float64)
+    dense[torch.rand(23, 41, generator=g) < 0.8] = 0.0
+    with warnings.catch_warnings():  # torch's note that CSR support is in beta
+        warnings.simplefilter("ignore", UserWarning)
+        csr = dense.to_sparse_csr()
+    crow, col, values = csr.crow_indices(), csr.col_indices(), csr.values()
+    for batch in (3, 5000):
+        t = torch.randn(batch, 41, generator=g, dtype=torch.float64)
+        exact = t @ dense.T
+        for dtype, tol in ((torch.float32, 1e-4), (torch.float64, 1e-10)):
+            got = sparse.rows_product(t.to(dtype), crow, col, values)
+            if float((got.double() - exact).abs().max()) > tol * (1 + float(exact.abs().max())):
+                return False
+    return True
 
 
 def _draws_match() -> bool:

@@ -184,8 +184,9 @@ class Factor(nn.Module):
         """The natural parameters of the units ``index`` of ``target`` (an int64 tensor of unit
         numbers along its first axis), shape (batch, len(index), *trailing): -dE_f/dt_i for each,
         exact when no two of them share a term. Defaults to ``natural(target, stats)[:, index]``;
-        factors with ``unit_couplings`` compute only these units. The result must be a tensor
-        the caller may overwrite (never a view of a parameter)."""
+        factors with ``unit_couplings`` compute only these units. The result may be a broadcast
+        view (a bias expanded over the chains) but never a view of a parameter itself: a caller
+        may write into it when it is contiguous."""
         return self.natural(target, stats)[:, index]
 
     def couples_units(self, block: str) -> bool:

@@ -33,6 +33,11 @@ class Bias(Factor):
     def natural(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return self.bias.expand_as(stats[target])
 
+    def natural_units(self, target: str, stats: dict[str, Tensor], index: Tensor) -> Tensor:
+        """b of the units ``index``, broadcast over the chains (a view of a new tensor)."""
+        t = stats[target]
+        return self.bias[index.to(self.bias.device)].expand(t.shape[0], len(index), *t.shape[2:])
+
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return stats[target].new_zeros(())
 

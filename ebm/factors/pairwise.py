@@ -118,6 +118,17 @@ class Pairwise(Factor):
         )
         return plan.natural(self.weight, t)
 
+    def natural_rows(self, target: str, stats: dict[str, Tensor], index: Tensor):
+        """Within a block of scalar statistics: ``natural_units`` as a CSR matrix by target,
+        (row offsets, other unit, weight), for a backend's own sparse kernel; else None."""
+        t = stats[target]
+        if not self.within or t.dim() != 2:
+            return None
+        plan = self._plans.get(
+            index, t.device, lambda: UnitPlan(self._edges, index, t.shape[1], t.device)
+        )
+        return plan.target_rows(self.weight.detach())
+
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return stats[target].new_zeros(())
 

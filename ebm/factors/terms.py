@@ -113,6 +113,21 @@ class UnitPlan:
         self.col = target[order].to(device)
         self.term_id = term_id[order].to(device)
         self.others = others[order].to(device)
+        if k == 2:  # the same matrix by target (|C| x n): rows of a kernel that reads by chain
+            by_target = torch.sort(target, stable=True).indices
+            counts = torch.bincount(target, minlength=len(index))
+            zero = torch.zeros(1, dtype=torch.int64)
+            self.rows = (
+                torch.cat([zero, counts.cumsum(0)]).to(device),
+                others[by_target, 0].contiguous().to(device),
+                term_id[by_target].to(device),
+            )
+
+    def target_rows(self, weight: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Pairs only: the |C| x n matrix of the couplings by target, as CSR (row offsets, other
+        unit, weight): eta_C[b, c] = sum over row c of weight * t[b, other unit]."""
+        crow, col, term_id = self.rows
+        return crow, col, weight[term_id]
 
     def natural(self, weight: Tensor, t: Tensor) -> Tensor:
         """eta_C for statistics t of shape (batch, n, *trailing) (trailing dims for pairs only,

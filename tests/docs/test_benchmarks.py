@@ -46,6 +46,7 @@ def _run_quick(script: str, out, *args: str) -> None:
         ("ais_scaling.py", ["--max-workers", "2"]),
         ("resident_set.py", []),
         ("scale_cost.py", []),
+        ("unit_graphs.py", ["--no-thrml"]),
     ],
 )
 def test_benchmark_runs_quick(script, args, tmp_path):
@@ -71,6 +72,7 @@ def test_docs_show_the_tables_of_the_committed_benchmark_records():
         "resident_set",
         "scale_cost",
         "scale_cost_h200",
+        "unit_graphs",
     }
     for name, table in rendered.items():
         assert table in page, f"docs/benchmarks.md lacks the {name} table of its record"

@@ -168,3 +168,28 @@ def test_fused_natural_returns_a_tensor_of_its_own():
             kept = blas.natural(model, b, stats, buffer)
             assert kept is buffer
             assert torch.allclose(got, kept, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_sparse_row_kernel_gives_the_models_natural_parameters_of_a_unit_class(dtype):
+    """On an Ising grid with random couplings and fields, the CPU backend's natural parameters
+    of each colour class (couplings from the numba row kernel) equal the model's own, for a few
+    chains (one thread) and for many (the team)."""
+    import networkx as nx
+
+    from ebm.backend.reference import TorchBackend
+
+    g = nx.grid_2d_graph(9, 7)
+    gen = torch.Generator().manual_seed(0)
+    for u, v in g.edges:
+        g.edges[u, v]["weight"] = float(torch.randn(1, generator=gen))
+    model = ebm.models.ising(g, field=torch.randn(63, generator=gen)).to(dtype)
+    fast, reference = CPUBackend(), TorchBackend()
+    for chains in (3, 3000):
+        state = {"s": model.units["s"].random(chains, gen, dtype=dtype)}
+        stats = model.statistics(state)
+        for ((block, index),) in model.schedule:
+            with torch.no_grad():
+                got = fast.natural_units(model, block, index, stats)
+                want = reference.natural_units(model, block, index, stats)
+            torch.testing.assert_close(got, want)
