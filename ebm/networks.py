@@ -43,16 +43,22 @@ def _edge_values(G, edges, coupling, missing: float | None) -> torch.Tensor | No
     edge carries it: ``missing`` for all (None: no values, the factor initialises them); some
     edges without it: ValueError naming one."""
     if isinstance(coupling, numbers.Real) and not isinstance(coupling, bool):
-        return torch.full((len(edges),), float(coupling), dtype=torch.float64)
+        return torch.full((len(edges),), float(coupling), dtype=torch.get_default_dtype())
     if not isinstance(coupling, str):
         raise ValueError(f"coupling must be an edge attribute name or a number, got {coupling!r}")
     values = [G.edges[u, v].get(coupling) for u, v in edges]
     absent = [e for e, x in zip(edges, values, strict=True) if x is None]
     if len(absent) == len(edges):
-        return None if missing is None else torch.full((len(edges),), missing, dtype=torch.float64)
+        return (
+            None
+            if missing is None
+            else torch.full((len(edges),), missing, dtype=torch.get_default_dtype())
+        )
     if absent:
         raise ValueError(f"edge {absent[0]!r} has no {coupling!r} attribute (other edges do)")
-    return _finite_param(torch.tensor(values, dtype=torch.float64), (len(edges),), coupling)
+    return _finite_param(
+        torch.tensor(values, dtype=torch.get_default_dtype()), (len(edges),), coupling
+    )
 
 
 def _node_values(G, nodes, field, trailing=()) -> torch.Tensor | None:
@@ -63,10 +69,12 @@ def _node_values(G, nodes, field, trailing=()) -> torch.Tensor | None:
     shape = (len(nodes), *trailing)
     if isinstance(field, str):
         rows = [G.nodes[v].get(field, 0.0) for v in nodes]
-        t = torch.stack([torch.as_tensor(r, dtype=torch.float64).expand(trailing) for r in rows])
+        t = torch.stack(
+            [torch.as_tensor(r, dtype=torch.get_default_dtype()).expand(trailing) for r in rows]
+        )
         return _finite_param(t, shape, field)
     if isinstance(field, numbers.Real) and not isinstance(field, bool):
-        return torch.full(shape, float(field), dtype=torch.float64)
+        return torch.full(shape, float(field), dtype=torch.get_default_dtype())
     return _finite_param(field, shape, "field")
 
 
@@ -80,6 +88,8 @@ def ising(G, coupling="weight", field=None, units: str = "spin") -> EnergyModel:
     J = 1, a uniform ferromagnet); factor ``coupling`` (a ``Pairwise`` within ``s``). h: ``field``,
     None (no field factor), a number, an array of n, or a node attribute's name (0 where absent);
     factor ``field`` (a ``Bias``). A bipartite graph (a lattice) gives a two-class schedule.
+    Numbers and attributes are taken in torch's default dtype; a float64 tensor makes a float64
+    model.
     """
     nodes = _check_graph(G)
     if units not in ("spin", "bernoulli"):
