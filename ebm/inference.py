@@ -94,6 +94,8 @@ def mean_field(
         groups = [[m for m in group if member_block(m) in hidden] for group in model.schedule]
         groups = [g for g in groups if g]
         current = {**state, **means}
+        # coupled blocks are written a class of units at a time: into copies of their own (an
+        # ``init`` tensor is the caller's)
         current.update({b: current[b].clone() for b in hidden if model.coupled_factors(b)})
         converged, sweeps = False, 0
         while sweeps < max_sweeps and not converged:
@@ -131,7 +133,6 @@ def _write_member(member, mu: Tensor, lam: Tensor, current, natural) -> float:
         return change
     block, index = member
     change = float((mu - current[block][:, index]).abs().max())
-    current[block][:, index] = mu
-    natural[block] = natural[block].clone()
+    current[block][:, index] = mu  # both tensors mean_field made for the coupled block
     natural[block][:, index] = lam
     return change

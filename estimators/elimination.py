@@ -222,36 +222,40 @@ def _unit_statistics(m: EnergyModel, b: str) -> Tensor:
 
 
 def _term_pieces(model: EnergyModel, name: str, f, b: str) -> list:
-    """One table per coupling term r of a ``Pairwise`` within b or a ``HigherOrder`` on b:
-    log phi_r = w_r prod_{i in r} t_i (dot products of vector statistics for pairs)."""
-    kind = type(f).__name__
-    if kind == "Pairwise":
-        orders = [(f.edges.cpu(), torch.arange(len(f.edges)))]
-    elif kind == "HigherOrder":
-        orders = [(t.cpu(), ids.cpu()) for t, ids in f._orders]
-    else:
+    """One table per coupling term r of a factor that gives its terms (``coupling_terms``: a
+    ``Pairwise`` within b, a ``HigherOrder``): log phi_r = w_r prod_{i in r} t_i (dot products of
+    vector statistics for pairs). The product table of an order and the weights are computed
+    once per factor (``memo``), each term's table is its weight times that product."""
+    orders = f.coupling_terms(b)
+    if orders is None:
         raise ValueError(
-            f"factor {name!r} ({kind}) couples the units of block {b!r} by its own code; "
-            f"variable elimination over units takes Pairwise and HigherOrder couplings"
+            f"factor {name!r} ({type(f).__name__}) couples the units of block {b!r} without "
+            f"giving its terms (coupling_terms): variable elimination over units cannot split it"
         )
+    memo: dict = {}
     pieces = []
-    for terms, ids in orders:
-        for row, weight_id in zip(terms.tolist(), ids.tolist(), strict=True):
-            scope = tuple(_unit_name(b, i) for i in row)
-            pieces.append((scope, _bind(_term_table, name, b, len(row), weight_id)))
+    for position, (terms, _) in enumerate(orders):
+        for row, term in enumerate(terms.tolist()):
+            scope = tuple(_unit_name(b, i) for i in term)
+            pieces.append((scope, _bind(_term_table, name, b, position, row, memo)))
     return pieces
 
 
-def _term_table(m: EnergyModel, name: str, b: str, order: int, weight_id: int) -> Tensor:
-    t = _unit_statistics(m, b)  # (k, *trailing)
-    k = t.shape[0]
-    if t.dim() == 1:
-        product = t
-        for _ in range(order - 1):
-            product = product.unsqueeze(-1) * t.reshape(*([1] * product.dim()), k)
-    else:  # pairs of vector statistics: dot products
-        product = t.reshape(k, -1) @ t.reshape(k, -1).T
-    return m.factors[name].weight[weight_id] * product
+def _term_table(m: EnergyModel, name: str, b: str, position: int, row: int, memo) -> Tensor:
+    """w_r times the product table of term ``row`` of the factor's order ``position``."""
+    if position not in memo:
+        terms, weights = m.factors[name].coupling_terms(b)[position]
+        t = _unit_statistics(m, b)  # (k, *trailing)
+        k = t.shape[0]
+        if t.dim() == 1:
+            product = t
+            for _ in range(terms.shape[1] - 1):
+                product = product.unsqueeze(-1) * t.reshape(*([1] * product.dim()), k)
+        else:  # pairs of vector statistics: dot products
+            product = t.reshape(k, -1) @ t.reshape(k, -1).T
+        memo[position] = (weights.to(torch.float64), product)
+    weights, product = memo[position]
+    return weights[row] * product
 
 
 def _split_pieces(model: EnergyModel, name: str, f, coupled: list[str]) -> list:
@@ -275,29 +279,36 @@ def _split_table(m: EnergyModel, name: str, b: str, rest: tuple, unit: int | Non
     the unit's states (the unit's axis last)."""
     f = m.factors[name]
     sizes = [int(m.units[x].num_states) for x in rest]
-    strides = [math.prod(sizes[j + 1 :]) for j in range(len(sizes))]
-    total = math.prod(sizes)
     t_unit = _unit_statistics(m, b)
     k = t_unit.shape[0]
-    out = torch.empty((total, 1 if unit is None else k), dtype=torch.float64, device=m.device)
-    for lo in range(0, total, _CHUNK):
-        index = torch.arange(lo, min(lo + _CHUNK, total), dtype=torch.int64, device=m.device)
-        stats = {
-            x: m.units[x].statistic(_block_states(m, x, (index // s) % n))
-            for x, s, n in zip(rest, strides, sizes, strict=True)
-        }
-        stats[b] = torch.zeros(
-            (len(index), *m.units[b].shape), dtype=torch.float64, device=m.device
-        )
+    width = 1 if unit is None else k
+    out = torch.empty((math.prod(sizes), width), dtype=torch.float64, device=m.device)
+    for rows, stats in _joint_statistics(m, list(rest)):
+        count = rows.stop - rows.start
+        stats[b] = torch.zeros((count, *m.units[b].shape), dtype=torch.float64, device=m.device)
         if unit is None:
-            offset = f.offset(b, stats)
-            out[lo : lo + len(index), 0] = -offset.expand(len(index))
+            out[rows, 0] = -f.offset(b, stats).expand(count)
         else:
-            eta = f.natural(b, stats)[:, unit].reshape(len(index), -1)
-            out[lo : lo + len(index)] = eta @ t_unit.reshape(k, -1).T
+            eta = f.natural(b, stats)[:, unit].reshape(count, -1)
+            out[rows] = eta @ t_unit.reshape(k, -1).T
     if unit is None:
         return out.reshape(sizes)
     return out.reshape(*sizes, k)
+
+
+def _joint_statistics(m: EnergyModel, blocks: list[str]):
+    """The joint states of ``blocks`` (the last varying fastest) in chunks of ``_CHUNK``: yields
+    (their row numbers as a slice, {block: statistics}) per chunk."""
+    sizes = [int(m.units[b].num_states) for b in blocks]
+    strides = [math.prod(sizes[j + 1 :]) for j in range(len(sizes))]
+    total = math.prod(sizes)
+    for lo in range(0, total, _CHUNK):
+        index = torch.arange(lo, min(lo + _CHUNK, total), dtype=torch.int64, device=m.device)
+        stats = {
+            b: m.units[b].statistic(_block_states(m, b, (index // s) % n))
+            for b, s, n in zip(blocks, strides, sizes, strict=True)
+        }
+        yield slice(lo, lo + len(index)), stats
 
 
 def _order_from_decomposition(decomposition: nx.Graph, n: int) -> list[int]:
@@ -349,21 +360,15 @@ def _factor_table(m: EnergyModel, name: str) -> Tensor:
     f = m.factors[name]
     blocks = list(f.blocks)
     sizes = [int(m.units[b].num_states) for b in blocks]
-    strides = [math.prod(sizes[j + 1 :]) for j in range(len(sizes))]
-    total = math.prod(sizes)
-    out = torch.empty(total, dtype=torch.float64, device=m.device)
-    for lo in range(0, total, _CHUNK):
-        index = torch.arange(lo, min(lo + _CHUNK, total), dtype=torch.int64, device=m.device)
-        stats = {
-            b: m.units[b].statistic(_block_states(m, b, (index // s) % n))
-            for b, s, n in zip(blocks, strides, sizes, strict=True)
-        }
+    out = torch.empty(math.prod(sizes), dtype=torch.float64, device=m.device)
+    for rows, stats in _joint_statistics(m, blocks):
         e = f.energy(stats)
-        if tuple(e.shape) != (len(index),):
+        count = rows.stop - rows.start
+        if tuple(e.shape) != (count,):
             raise ValueError(
                 f"factor {name!r}: energy must return shape (batch,), got {tuple(e.shape)}"
             )
-        out[lo : lo + len(index)] = -e
+        out[rows] = -e
     if torch.isnan(out).any():
         raise ValueError(f"factor {name!r}: the energy is NaN at some joint state of {blocks}")
     return out.reshape(sizes)

@@ -319,7 +319,9 @@ class GeometricPath:
                 )
             )
         for group in reversed(self.groups) if reverse else self.groups:
-            smooth = [b for b in group if b in self.smooth]
+            smooth = list(
+                dict.fromkeys(member_block(m) for m in group if member_block(m) in self.smooth)
+            )
             moved = {}
             if smooth:
                 moved, _ = hmc_step(

@@ -102,7 +102,8 @@ class Metropolis(Kernel):
                 state[b] = moved
             else:  # the class's units written into a copy of the block this step owns
                 if b not in owned:
-                    state[b], owned = state[b].clone(), owned | {b}
+                    state[b] = state[b].clone()
+                    owned.add(b)
                 state[b][:, index] = moved
             count = accept.flatten(1).sum(1)
             accepted = count if accepted is None else accepted + count

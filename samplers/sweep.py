@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ebm.backend import backend_for
 from ebm.backend.buffers import kept_buffer, swap_buffer
+from ebm.graph import member_block
 from ebm.model import EnergyModel
 
 __all__ = ["gibbs_sweep", "update_class"]
@@ -68,7 +69,7 @@ def _own_unit_blocks(state: State, classes, work: dict | None) -> frozenset[str]
     """The blocks drawn by classes of their units in this sweep, each replaced in ``state`` by a
     copy the sweep owns (from ``work``'s double buffers when given), which the classes then
     overwrite in place: one copy of such a block per sweep, not one per class."""
-    blocks = {m[0] for group in classes for m in group if not isinstance(m, str)}
+    blocks = {member_block(m) for group in classes for m in group if not isinstance(m, str)}
     for b in blocks:
         if b not in state:
             continue

@@ -113,26 +113,25 @@ class CPUBackend(TorchBackend):
 
     def natural_units(self, model, block: str, index: Tensor, stats: State) -> Tensor:
         """``model.natural_units``, with the contributions of factors that give their couplings
-        as a sparse matrix by target (``natural_rows``) from the row-product kernel
-        (``ebm.backend.sparse``) where the block's statistics allow it."""
+        as sparse rows (``Factor.natural_rows``) from the row-product kernel
+        (``ebm.backend.sparse``) where the block's statistics allow it: the first such product
+        is a new tensor, into which the other factors' contributions are added."""
         t = stats[block]
         if torch.is_grad_enabled() or not self.sparse_rows or not sparse.usable(t):
             return model.natural_units(block, index, None, stats)
         model.natural_check(block)
-        fresh, views = [], []  # the kernel's results are ours; a factor's may be broadcast views
-        for factor in model.factors_touching(block):
-            rows = getattr(factor, "natural_rows", None)
-            rows = None if rows is None else rows(block, stats, index)
-            if rows is None:
-                views.append(factor.natural_units(block, stats, index))
-            else:
-                fresh.append(sparse.rows_product(t, *rows))
-        terms = fresh + views
-        if not terms:
-            return t.new_zeros((t.shape[0], len(index)))
-        eta = terms[0] if fresh else terms[0] + (terms[1] if len(terms) > 1 else 0.0)
-        for term in terms[1 if fresh else 2 :]:
-            eta.add_(term)
+        factors = model.factors_touching(block)
+        rows = [f.natural_rows(block, stats, index) for f in factors]
+        if all(r is None for r in rows):
+            return model.natural_units(block, index, None, stats)
+        eta = None
+        for r in rows:
+            if r is not None:
+                term = sparse.rows_product(t, *r)
+                eta = term if eta is None else eta.add_(term)
+        for f, r in zip(factors, rows, strict=True):
+            if r is None:
+                eta.add_(f.natural_units(block, stats, index))
         return eta
 
     # --- draws and log-partitions ----------------------------------------------------------------

@@ -189,6 +189,20 @@ class Factor(nn.Module):
         may write into it when it is contiguous."""
         return self.natural(target, stats)[:, index]
 
+    def natural_rows(self, target: str, stats: dict[str, Tensor], index: Tensor):
+        """(row offsets, column, value): ``natural_units(target, stats, index)`` as the rows of a
+        sparse |index| x n matrix against t_target (eta_c = sum over row c of value * t[column])
+        when this factor's contribution is one such product, for a backend's own sparse kernel;
+        None (the default) otherwise."""
+        return None
+
+    def coupling_terms(self, block: str) -> list[tuple[Tensor, Tensor]] | None:
+        """The terms by which this factor couples units of ``block``, for computations over single
+        units (variable elimination): [(terms (m, k) int64, weights (m,))] per order, the energy
+        being -sum_r w_r prod_{i in term r} t_i (dot products of vector statistics for pairs);
+        None (the default) for a factor that gives no such form."""
+        return None
+
     def couples_units(self, block: str) -> bool:
         """Whether this factor couples units of ``block`` with each other (see
         ``unit_couplings``)."""

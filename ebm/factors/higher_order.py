@@ -99,6 +99,9 @@ class HigherOrder(Factor):
     def unit_couplings(self, block: str) -> Tensor:
         return term_pairs(*(terms for terms, _ in self._orders))
 
+    def coupling_terms(self, block: str) -> list[tuple[Tensor, Tensor]]:
+        return [(terms, self.weight[ids]) for terms, ids in self._orders]
+
     def natural_units(self, target: str, stats: dict[str, Tensor], index: Tensor) -> Tensor:
         if torch.is_grad_enabled():
             return super().natural_units(target, stats, index)

@@ -109,25 +109,28 @@ class Pairwise(Factor):
     def unit_couplings(self, block: str) -> Tensor | None:
         return self._edges if self.within else None
 
+    def _plan(self, index: Tensor, t: Tensor) -> UnitPlan:
+        """The plan of the units ``index`` for statistics like ``t`` (cached per class)."""
+        return self._plans.get(
+            index, t.device, lambda: UnitPlan(self._edges, index, t.shape[1], t.device)
+        )
+
     def natural_units(self, target: str, stats: dict[str, Tensor], index: Tensor) -> Tensor:
         if not self.within or torch.is_grad_enabled():
             return super().natural_units(target, stats, index)
         t = stats[target]
-        plan = self._plans.get(
-            index, t.device, lambda: UnitPlan(self._edges, index, t.shape[1], t.device)
-        )
-        return plan.natural(self.weight, t)
+        return self._plan(index, t).natural(self.weight, t)
 
     def natural_rows(self, target: str, stats: dict[str, Tensor], index: Tensor):
-        """Within a block of scalar statistics: ``natural_units`` as a CSR matrix by target,
-        (row offsets, other unit, weight), for a backend's own sparse kernel; else None."""
+        """Within a block of scalar statistics: the class's couplings by target (see
+        ``Factor.natural_rows``); else None."""
         t = stats[target]
         if not self.within or t.dim() != 2:
             return None
-        plan = self._plans.get(
-            index, t.device, lambda: UnitPlan(self._edges, index, t.shape[1], t.device)
-        )
-        return plan.target_rows(self.weight.detach())
+        return self._plan(index, t).target_rows(self.weight.detach())
+
+    def coupling_terms(self, block: str) -> list[tuple[Tensor, Tensor]] | None:
+        return [(self._edges, self.weight)] if self.within else None
 
     def offset(self, target: str, stats: dict[str, Tensor]) -> Tensor:
         return stats[target].new_zeros(())

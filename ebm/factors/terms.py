@@ -104,21 +104,18 @@ class UnitPlan:
         rest = torch.tensor([[c for c in range(k) if c != s] for s in range(k)], dtype=torch.int64)
         others = terms[term_id].gather(1, rest[slot])
         # CSR rows: the other unit (pairs) or the slot (k >= 3); columns: the target's position
-        rows = others[:, 0] if k == 2 else torch.arange(len(term_id))
-        order = torch.sort(rows, stable=True).indices
-        counts = torch.bincount(rows[order], minlength=n if k == 2 else len(term_id))
+        num_rows = n if k == 2 else len(term_id)
+        crow, order = _csr_layout(others[:, 0] if k == 2 else torch.arange(num_rows), num_rows)
         self.k = k
-        self.size = (len(counts), len(index))
-        self.crow = torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]).to(device)
+        self.size = (num_rows, len(index))
+        self.crow = crow.to(device)
         self.col = target[order].to(device)
         self.term_id = term_id[order].to(device)
         self.others = others[order].to(device)
         if k == 2:  # the same matrix by target (|C| x n): rows of a kernel that reads by chain
-            by_target = torch.sort(target, stable=True).indices
-            counts = torch.bincount(target, minlength=len(index))
-            zero = torch.zeros(1, dtype=torch.int64)
+            crow, by_target = _csr_layout(target, len(index))
             self.rows = (
-                torch.cat([zero, counts.cumsum(0)]).to(device),
+                crow.to(device),
                 others[by_target, 0].contiguous().to(device),
                 term_id[by_target].to(device),
             )
@@ -145,6 +142,14 @@ class UnitPlan:
             return out.reshape(batch, *trailing, -1).movedim(-1, 1)
         products = t[:, self.others].prod(-1) * values
         return _product(products, _csr(self.crow, self.col, torch.ones_like(values), self.size))
+
+
+def _csr_layout(rows: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
+    """(row offsets, the order that sorts the entries by row, stably) of a CSR matrix whose
+    entries lie in rows ``rows``."""
+    order = torch.sort(rows, stable=True).indices
+    counts = torch.bincount(rows, minlength=num_rows)
+    return torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]), order
 
 
 def _product(dense: Tensor, sparse: Tensor) -> Tensor:
