@@ -23,7 +23,7 @@ from ebm.io import load, save
 from ebm.model import EnergyModel
 from ebm.precision import full_precision, reduced_precision
 from ebm.score_matching import fit_score_matching, fit_upoe_greedily, score_matching_loss
-from ebm.training import History, fit, linear_decay
+from ebm.training import History, exponential_decay, fit, linear_decay, momentum_switch
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,8 @@ __all__ = [
     "inference",
     "jax_export",
     "linear_decay",
+    "exponential_decay",
+    "momentum_switch",
     "mean_field_base",
     "load",
     "models",

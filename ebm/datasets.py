@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "bernoulli_draw",
     "image_patches",
     "pca_whitening",
     "lagged",
@@ -446,6 +447,20 @@ def mnist(
     if return_labels:
         return (train, train_labels), (test, test_labels)
     return train, test
+
+
+def bernoulli_draw(batch, generator: torch.Generator | None = None):
+    """Binary states drawn afresh from probabilities: x ~ Bernoulli(p) elementwise, for a tensor
+    ``batch`` of p in [0, 1] or a dict of them (each drawn). As ``fit(..., batch_transform=...)``
+    it binarises grey-level images anew every time an example is used, as Salakhutdinov &
+    Hinton's DBM code does, instead of once for all (``mnist(binarize="stochastic")``)."""
+    if isinstance(batch, dict):
+        return {b: bernoulli_draw(x, generator) for b, x in batch.items()}
+    if not torch.is_tensor(batch) or not batch.is_floating_point():
+        raise ValueError(f"bernoulli_draw needs a float tensor of probabilities, got {batch!r}")
+    if batch.numel() and not bool(((batch >= 0) & (batch <= 1)).all()):
+        raise ValueError("bernoulli_draw needs probabilities in [0, 1]")
+    return torch.bernoulli(batch, generator=generator)
 
 
 def lagged(sequences, order: int) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.model import EnergyModel
 
-__all__ = ["fit", "History", "linear_decay", "decay_groups"]
+__all__ = ["fit", "History", "linear_decay", "exponential_decay", "momentum_switch", "decay_groups"]
 
 
 @dataclass
@@ -64,6 +64,38 @@ def linear_decay(epochs: int, start: int = 0) -> Callable[[int], float]:
         return 1.0 if epoch <= start else (epochs - epoch + 1) / (epochs - start)
 
     return factor
+
+
+def exponential_decay(factor: float, floor: float = 0.0) -> Callable[[int], float]:
+    """An ``lr_schedule`` for ``fit``: max(factor^(epoch - 1), floor), 1 at the first epoch.
+
+    Salakhutdinov & Hinton's DBM code divides the rate by 1.000015 after every one of 600 updates
+    an epoch, down to a tenth of its start: ``exponential_decay(1.000015 ** -600, 0.1)`` is that
+    schedule taken one epoch at a time."""
+    if not (math.isfinite(factor) and 0 < factor <= 1):
+        raise ValueError(f"factor must be in (0, 1], got {factor}")
+    if not (math.isfinite(floor) and 0 <= floor <= 1):
+        raise ValueError(f"floor must be in [0, 1], got {floor}")
+
+    def schedule(epoch: int) -> float:
+        return max(factor ** (epoch - 1), floor)
+
+    return schedule
+
+
+def momentum_switch(initial: float, final: float, after: int) -> Callable[[int], float]:
+    """A ``momentum_schedule`` for ``fit``: ``initial`` for epochs 1..``after``, ``final`` from
+    then on (the 0.5 -> 0.9 switch after 5 epochs of Hinton's and Salakhutdinov's codes)."""
+    for name, value in (("initial", initial), ("final", final)):
+        if not (math.isfinite(value) and 0 <= value < 1):
+            raise ValueError(f"{name} momentum must be in [0, 1), got {value}")
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise ValueError(f"after must be an int >= 0, got {after!r}")
+
+    def schedule(epoch: int) -> float:
+        return initial if epoch <= after else final
+
+    return schedule
 
 
 def decay_groups(model: EnergyModel) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -95,8 +127,11 @@ def optimizer_setting_out_of_range(
     return None
 
 
-def _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum, weight_decay):
-    """ValueError or TypeError naming the first argument of ``fit`` that cannot be right."""
+def _check_fit_arguments(
+    model, data, sampler, epochs, batch_size, lr, momentum, weight_decay, transformed=False
+):
+    """ValueError or TypeError naming the first argument of ``fit`` that cannot be right
+    (``transformed``: the data go through a batch transform, so their blocks are not checked)."""
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name} must be an int, got {value!r}")
@@ -120,7 +155,7 @@ def _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum,
             f"sampler must provide negative(model, data, generator) (e.g. samplers.PCD(...), "
             f"samplers.CD(k)), got {type(sampler).__name__}"
         )
-    if isinstance(data, dict):
+    if isinstance(data, dict) and not transformed:
         unknown = [b for b in data if b not in model.units]
         if unknown:
             raise ValueError(f"data has unknown block(s) {unknown}; model blocks: {model.blocks}")
@@ -149,6 +184,8 @@ def fit(
     monitor: Callable[[int, EnergyModel], dict] | None = None,
     checkpoint: str | Path | None = None,
     lr_schedule: Callable[[int], float] | None = None,
+    momentum_schedule: Callable[[int], float] | None = None,
+    batch_transform: Callable[[dict, torch.Generator | None], object] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` by minibatch SGD with momentum on the loss
 
@@ -165,10 +202,38 @@ def fit(
     again with the same file resumes there and ends where an uninterrupted run would.
     ``lr_schedule(epoch)``: a factor on ``lr`` for each epoch (1-based), e.g.
     ``ebm.linear_decay(epochs)``; it depends on the epoch alone, so a resumed run follows it too.
+    ``momentum_schedule(epoch)``: the momentum for each epoch (in [0, 1)), replacing ``momentum``,
+    e.g. ``ebm.momentum_switch(0.5, 0.9, after=5)``.
+    ``batch_transform(batch, generator)``: the training states drawn from each mini-batch of
+    ``data`` before the positive phase (a dict of tensors, or a tensor for a model with one visible
+    block), e.g. ``ebm.datasets.bernoulli_draw`` to binarise grey levels afresh every time an
+    example is used. ``data`` is then any dict of equally long tensors (or one tensor, and the
+    transform is given its rows as one tensor), and each
+    transformed batch is checked like data. The draws come from ``generator``, so a checkpointed
+    run resumes them exactly.
     """
-    _check_fit_arguments(model, data, sampler, epochs, batch_size, lr, momentum, weight_decay)
-    data = model.validate_data(data)
-    n_data = next(iter(data.values())).shape[0]
+    _check_fit_arguments(
+        model,
+        data,
+        sampler,
+        epochs,
+        batch_size,
+        lr,
+        momentum,
+        weight_decay,
+        transformed=batch_transform is not None,
+    )
+    if momentum_schedule is not None and not callable(momentum_schedule):
+        raise TypeError(f"momentum_schedule must be callable, got {momentum_schedule!r}")
+    single_tensor = False
+    if batch_transform is None:
+        data = model.validate_data(data)
+        n_data = next(iter(data.values())).shape[0]
+    else:
+        if not callable(batch_transform):
+            raise TypeError(f"batch_transform must be callable, got {batch_transform!r}")
+        single_tensor = torch.is_tensor(data)
+        data, n_data = _raw_data(data, model.device)
     if n_data == 0:
         raise ValueError("no training data")
     summable = model.can_sum_out(model.hidden())
@@ -218,11 +283,20 @@ def fit(
                         raise ValueError(f"lr_schedule({epoch}) = {factor}; need a factor >= 0")
                     for group in optimizer.param_groups:
                         group["lr"] = lr * factor
+                if momentum_schedule is not None:
+                    value = float(momentum_schedule(epoch))
+                    if not 0 <= value < 1:
+                        raise ValueError(f"momentum_schedule({epoch}) = {value}; need [0, 1)")
+                    for group in optimizer.param_groups:
+                        group["momentum"] = value
                 start = time.perf_counter()
                 while position.index < n_data and not interrupt.requested:
                     idx = position.order[position.index : position.index + batch_size]
                     batch = {b: x[idx] for b, x in data.items()}
                     with torch.no_grad():
+                        if batch_transform is not None:
+                            raw = batch["data"] if single_tensor else batch
+                            batch = model.validate_data(batch_transform(raw, generator))
                         neg = sampler.negative(model, batch, generator)
                         pos = batch if summable else sampler.positive(model, batch, generator)
                     if summable:
@@ -272,6 +346,19 @@ def fit(
         finally:
             bar.close()
     return history
+
+
+def _raw_data(data, device) -> tuple[dict, int]:
+    """Data that a batch transform will turn into states: a dict of tensors (or one tensor, kept
+    under the key ``"data"``) with one common first dimension, moved to ``device``."""
+    if torch.is_tensor(data):
+        data = {"data": data}
+    if not isinstance(data, dict) or not data or not all(torch.is_tensor(x) for x in data.values()):
+        raise ValueError("with a batch_transform, data must be a tensor or a dict of tensors")
+    lengths = {b: x.shape[0] if x.dim() else None for b, x in data.items()}
+    if len(set(lengths.values())) != 1 or None in lengths.values():
+        raise ValueError(f"data tensors need one common first dimension, got {lengths}")
+    return {b: x.to(device) for b, x in data.items()}, next(iter(lengths.values()))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """samplers: MCMC kernels and runners over ``ebm`` models (imports ``ebm`` only)."""
 
 from samplers.compare import Comparison, compare
-from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD
+from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD, SharedCopiesCD
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC, hmc_step
 from samplers.kernel import Kernel, StepInfo
@@ -28,6 +28,7 @@ __all__ = [
     "Metropolis",
     "ParallelTempering",
     "CD",
+    "SharedCopiesCD",
     "PCD",
     "MeanFieldPCD",
     "HMCCD",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from ebm.factors.tied import TiedDense
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from samplers.gibbs import BlockGibbs
@@ -18,7 +19,7 @@ from samplers.hmc import BatchedHMC
 from samplers.kernel import Kernel, check_count, check_num_chains
 from samplers.runner import run_chain
 
-__all__ = ["CD", "PCD", "MeanFieldPCD", "HMCCD"]
+__all__ = ["CD", "SharedCopiesCD", "PCD", "MeanFieldPCD", "HMCCD"]
 
 KernelFactory = Callable[[EnergyModel], Kernel]
 
@@ -85,6 +86,55 @@ class CD:
 
     def __repr__(self) -> str:
         return f"CD(k={self.k}" + (f", clamp={self.clamp})" if self.clamp else ")")
+
+
+class SharedCopiesCD:
+    """CD-k for the layer RBMs of DBM pretraining as Salakhutdinov & Hinton's code runs it: a
+    block holding several copies of a layer (``TiedDense`` copies) is drawn once per half-step and
+    that one sample stands for every copy.
+
+    For the bottom RBM (input doubled): h ~ sigma(2 W^T v + c) from the data, one v' ~
+    sigma(W h + b) for both copies, and the loss F(v, v) - F(v', v') whose gradient is twice the
+    single-copy gradient of the published code (v p(h | v)^T at the data minus at v'). For the
+    top RBM (hidden layer doubled) one sample h of the top layer for both copies, so that
+    v' ~ sigma(2 W h + b). The doubled p(h | v) and the single p(v | h) are not the conditionals
+    of one joint distribution, so this is not Gibbs sampling of any model: a pretraining rule,
+    biased like CD-k. With no copies it is ``CD(k)`` on an RBM (hidden blocks drawn first, then
+    the visible ones)."""
+
+    def __init__(self, k: int = 1):
+        self.k = check_count(k, "k")
+
+    @staticmethod
+    def _copies(model: EnergyModel) -> dict[str, int]:
+        copies: dict[str, int] = {}
+        for factor in model.factors.values():
+            if isinstance(factor, TiedDense):
+                for block, count in zip(factor.blocks, factor.copies, strict=True):
+                    copies[block] = max(copies.get(block, 1), count)
+        return copies
+
+    def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        copies = self._copies(model)
+        hidden = [b for b in model.blocks if b not in data]
+        state = model.with_placeholders(dict(data), hidden)
+
+        def draw(block: str) -> torch.Tensor:
+            x = model.sample_block(block, state, generator)
+            count = copies.get(block, 1)
+            if count == 1:
+                return x
+            return x[:, : x.shape[1] // count].repeat(1, count)
+
+        for _ in range(self.k):
+            for block in hidden:
+                state[block] = draw(block)
+            for block in data:
+                state[block] = draw(block)
+        return state
+
+    def __repr__(self) -> str:
+        return f"SharedCopiesCD(k={self.k})"
 
 
 class PCD:

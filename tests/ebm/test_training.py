@@ -232,3 +232,100 @@ def test_linear_decay_schedule_is_followed_and_survives_a_resume(tmp_path):
     assert history["lr"] == pytest.approx(ref_history["lr"])
     with pytest.raises(ValueError, match="need a factor >= 0"):
         _run(lr_schedule=lambda epoch: -1.0)
+
+
+def test_exponential_decay_and_momentum_switch_schedules():
+    decay = ebm.exponential_decay(0.5, floor=0.2)
+    assert [decay(e) for e in range(1, 5)] == [1.0, 0.5, 0.25, 0.2]
+    switch = ebm.momentum_switch(0.5, 0.9, after=2)
+    assert [switch(e) for e in range(1, 5)] == [0.5, 0.5, 0.9, 0.9]
+    for bad in (0.0, 1.5, math.nan):
+        with pytest.raises(ValueError, match="factor"):
+            ebm.exponential_decay(bad)
+    with pytest.raises(ValueError, match="final momentum"):
+        ebm.momentum_switch(0.5, 1.0, after=2)
+    with pytest.raises(ValueError, match="after"):
+        ebm.momentum_switch(0.5, 0.9, after=-1)
+
+
+def _momentum_run(**options):
+    data = ebm.datasets.bars_and_stripes(3)
+    torch.manual_seed(0)
+    model = ebm.models.rbm(9, 6, init_scale=0.1)
+    ebm.fit(
+        model,
+        data.repeat(3, 1),
+        samplers.CD(1),
+        epochs=4,
+        batch_size=10,
+        lr=0.1,
+        progress=False,
+        generator=torch.Generator().manual_seed(5),
+        **options,
+    )
+    return _params(model)
+
+
+def test_momentum_schedule_sets_the_momentum_of_each_epoch():
+    """A constant schedule is the fixed momentum; a switch after 2 epochs differs from both."""
+    fixed_low = _momentum_run(momentum=0.5)
+    assert torch.equal(_momentum_run(momentum_schedule=lambda e: 0.5), fixed_low)
+    fixed_high = _momentum_run(momentum=0.9)
+    assert torch.equal(
+        _momentum_run(momentum_schedule=ebm.momentum_switch(0.9, 0.9, 0)), fixed_high
+    )
+    switched = _momentum_run(momentum_schedule=ebm.momentum_switch(0.5, 0.9, after=2))
+    assert not torch.equal(switched, fixed_low) and not torch.equal(switched, fixed_high)
+    with pytest.raises(ValueError, match="momentum_schedule"):
+        _momentum_run(momentum_schedule=lambda e: 1.0)
+
+
+def test_batch_transform_draws_fresh_states_and_resumes_exactly(tmp_path):
+    """Grey-level data with ``bernoulli_draw``: every batch is binarised anew (the positive free
+    energies differ from a run on one fixed draw), and a run interrupted mid-epoch resumes to the
+    uninterrupted parameters, draws included."""
+    grey = ebm.datasets.bars_and_stripes(3).repeat(3, 1) * 0.8 + 0.1
+
+    def run(checkpoint=None, sampler=None, data=grey, transform=ebm.datasets.bernoulli_draw):
+        torch.manual_seed(0)
+        model = ebm.models.rbm(9, 6, init_scale=0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            history = ebm.fit(
+                model,
+                data,
+                sampler or samplers.PCD(num_chains=20),
+                epochs=4,
+                batch_size=10,
+                lr=0.1,
+                progress=False,
+                generator=torch.Generator().manual_seed(2),
+                checkpoint=checkpoint,
+                batch_transform=transform,
+            )
+        return model, history
+
+    reference, _ = run()
+    once = torch.bernoulli(grey, generator=torch.Generator().manual_seed(9))
+    fixed, _ = run(data=once, transform=None)
+    assert not torch.equal(_params(reference), _params(fixed))
+    ckpt = tmp_path / "fit.safetensors"
+    _, history = run(ckpt, sampler=_SigintAfter(8))
+    assert history.interrupted
+    resumed, history = run(ckpt)
+    assert len(history) == 4 and torch.equal(_params(resumed), _params(reference))
+    with pytest.raises(ValueError, match="common first dimension"):
+        run(data={"a": grey, "b": grey[:5]})
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        run(transform=lambda batch, g: batch)  # grey levels are not states of Bernoulli units
+
+
+def test_bernoulli_draw_matches_its_probabilities():
+    p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).repeat(20_000, 1)
+    x = ebm.datasets.bernoulli_draw(p, torch.Generator().manual_seed(0))
+    se = (p[0] * (1 - p[0]) / p.shape[0]).sqrt()
+    assert ((x.mean(0) - p[0]).abs() <= 4 * se + 1e-12).all()
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    assert sorted(ebm.datasets.bernoulli_draw({"a": p[:2], "b": p[:3]})) == ["a", "b"]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ebm.datasets.bernoulli_draw(torch.tensor([1.5]))

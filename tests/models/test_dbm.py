@@ -387,3 +387,50 @@ def test_per_example_ais_from_a_mean_field_base_over_h2_matches_exact():
     )
     se = est.extras["per_example_stderr"]
     assert (se > 0).all() and ((est.extras["per_example"] - truth).abs() < 4 * se).all()
+
+
+def test_pretraining_options_of_the_published_protocol(monkeypatch):
+    """Epochs per layer, the middle bias averaged from the two RBMs that hold it, and fresh draws
+    of grey data: the bottom RBM sees binary draws that change from batch to batch, the top one
+    draws of p(h1 | grey v) from the trained bottom RBM."""
+    grey = ebm.datasets.bars_and_stripes(3).repeat(4, 1) * 0.8 + 0.1
+    captured = []
+    original = ebm.deep.fit
+
+    def spy(rbm, data, sampler, **kwargs):
+        captured.append((rbm, data, kwargs))
+        return original(rbm, data, sampler, **kwargs)
+
+    monkeypatch.setattr(ebm.deep, "fit", spy)
+    model = ebm.models.dbm([9, 6, 5])
+    histories = ebm.pretrain_dbm(
+        model,
+        grey,
+        lambda: samplers.SharedCopiesCD(1),
+        epochs=[2, 3],
+        batch_size=8,
+        progress=False,
+        hidden_bias="average",
+        fresh_draws=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert [len(h) for h in histories] == [2, 3]
+    (bottom, data1, options1), (top, data2, options2) = captured
+    assert torch.equal(data1, grey) and torch.equal(data2, grey)
+    g = torch.Generator().manual_seed(1)
+    first = options1["batch_transform"](grey, g)["below"]
+    second = options1["batch_transform"](grey, g)["below"]
+    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
+    assert torch.equal(first[:, :9], first[:, 9:])
+    up = options2["batch_transform"](grey, g)["below"]
+    assert up.shape == (grey.shape[0], 6) and set(up.unique().tolist()) <= {0.0, 1.0}
+    mean = 0.5 * (bottom.factors["bias_above"].bias + top.factors["bias_below"].bias)
+    assert torch.allclose(model.factors["bias_h1"].bias, mean)
+    assert torch.equal(model.factors["bias_h2"].bias, top.factors["bias_above"].bias)
+    assert torch.equal(model.factors["bias_v"].bias, bottom.factors["bias_below"].bias)
+    with pytest.raises(ValueError, match="one per layer"):
+        ebm.pretrain_dbm(model, grey, lambda: samplers.CD(1), epochs=[1], fresh_draws=True)
+    with pytest.raises(ValueError, match="hidden_bias"):
+        ebm.pretrain_dbm(model, grey, lambda: samplers.CD(1), hidden_bias="upper")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ebm.pretrain_dbm(model, grey * 2, lambda: samplers.CD(1), fresh_draws=True)
