@@ -40,13 +40,21 @@ def _random(model, seed):
     return model
 
 
+def _weights(rbm):
+    """W, b (below) and c (above) of a layer RBM, in float64."""
+    return tuple(
+        rbm.factors[name].weight.detach().double()
+        if name == "weights"
+        else rbm.factors[name].bias.detach().double()
+        for name in ("weights", "bias_below", "bias_above")
+    )
+
+
 def test_doubled_input_draws_one_visible_sample_from_the_doubled_up_pass():
     """Bottom RBM (input doubled): h ~ sigma(2 W^T v + c), one v' ~ sigma(W h + b) held in both
     copies (not the two independent copies of block Gibbs)."""
     rbm = _random(ebm.deep.layer_rbm(3, 2, copies_below=2), 0)
-    w = rbm.factors["weights"].weight.detach().double()
-    b = rbm.factors["bias_below"].bias.detach().double()
-    c = rbm.factors["bias_above"].bias.detach().double()
+    w, b, c = _weights(rbm)
     v = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
     n = 40_000
     neg = samplers.SharedCopiesCD(1).negative(
@@ -61,9 +69,7 @@ def test_doubled_top_draws_one_hidden_sample_for_both_copies():
     """Top RBM (hidden layer doubled): one h ~ sigma(W^T x + c) for both copies, then
     x' ~ sigma(2 W h + b)."""
     rbm = _random(ebm.deep.layer_rbm(3, 2, copies_above=2), 2)
-    w = rbm.factors["weights"].weight.detach().double()
-    b = rbm.factors["bias_below"].bias.detach().double()
-    c = rbm.factors["bias_above"].bias.detach().double()
+    w, b, c = _weights(rbm)
     x = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
     n = 40_000
     neg = samplers.SharedCopiesCD(1).negative(
@@ -78,9 +84,7 @@ def test_without_copies_it_is_cd_on_an_rbm():
     """No copies: the same draws as CD-k's hidden-then-visible sweeps, in law: the visible
     marginal after one step matches the exact one-step law."""
     rbm = _random(ebm.deep.layer_rbm(3, 2), 4)
-    w = rbm.factors["weights"].weight.detach().double()
-    b = rbm.factors["bias_below"].bias.detach().double()
-    c = rbm.factors["bias_above"].bias.detach().double()
+    w, b, c = _weights(rbm)
     x = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
     neg = samplers.SharedCopiesCD(1).negative(
         rbm, {"below": x.repeat(40_000, 1).float()}, torch.Generator().manual_seed(5)
