@@ -35,7 +35,7 @@ class FactorizedBase:
                 )
             if not torch.isfinite(n).all():
                 raise ValueError(f"base natural parameters for {b!r} are not finite")
-            if model.units[b].has_base_energy:
+            if not model.units[b].discrete:
                 raise ValueError(
                     f"a factorised base needs discrete units; block {b!r} is "
                     f"{type(model.units[b]).__name__}"

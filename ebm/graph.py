@@ -133,6 +133,7 @@ class Graph:
             for b in factor.coupled_blocks:
                 self._check_unit_linearity(factor, b, dtype)
             factor.nonlinear_blocks, factor.quadratic_blocks = self._classify_blocks(factor, dtype)
+            self._check_separate(factor, dtype)
         self.factors[name] = factor
         self._nx.add_node(name, kind="factor", factor=factor)
         for b in factor.blocks:
@@ -199,6 +200,38 @@ class Graph:
                     f"factor {factor.name!r}: natural_units({block!r}, ...) disagrees with "
                     f"natural({block!r}, ...) on units {picked.tolist()}"
                 )
+
+    def _check_separate(self, factor: Factor, dtype: torch.dtype, num: int = 8) -> None:
+        """ValueError unless, for every pair of blocks the factor says do not interact
+        (``Factor.interacts``), E(a, b) - E(0, b) - E(a, 0) + E(0, 0) = 0 at random states (seeded),
+        the other blocks held: what sharing a colour class and summing out together need."""
+        blocks = list(dict.fromkeys(factor.blocks))
+        pairs = [
+            (a, b)
+            for i, a in enumerate(blocks)
+            for b in blocks[i + 1 :]
+            if not factor.interacts(a, b)
+        ]
+        if not pairs:
+            return
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            stats = {
+                b: self.units[b].statistic(self.units[b].random(num, gen, dtype=dtype))
+                for b in blocks
+            }
+            scale = 1.0 + float(factor.energy(stats).abs().max())
+            for a, b in pairs:
+                corners = []
+                for zero in ((), (a,), (b,), (a, b)):
+                    changed = {**stats, **{z: torch.zeros_like(stats[z]) for z in zero}}
+                    corners.append(factor.energy(changed))
+                mixed = corners[0] - corners[1] - corners[2] + corners[3]
+                if not torch.allclose(mixed, torch.zeros_like(mixed), atol=1e-4 * scale):
+                    raise ValueError(
+                        f"factor {factor.name!r} says blocks {a!r} and {b!r} do not interact, but "
+                        f"its energy has a term in both (interacts({a!r}, {b!r}) must be True)"
+                    )
 
     def _probe_dtype(self, factor: Factor) -> torch.dtype:
         """The dtype to probe ``factor`` in: the promotion of its tensors' and its blocks' units'."""
@@ -303,12 +336,15 @@ class Graph:
         return self.blocks[:1]
 
     def block_graph(self) -> nx.Graph:
-        """Blocks joined when some factor touches both (a projection of the factor graph)."""
+        """Blocks joined when some factor touches both and has a term in both
+        (``Factor.interacts``): a projection of the factor graph."""
         g = nx.Graph()
         g.add_nodes_from(self.units)
         for f in self.factors.values():
             bs = list(dict.fromkeys(f.blocks))
-            g.add_edges_from((a, b) for i, a in enumerate(bs) for b in bs[i + 1 :])
+            g.add_edges_from(
+                (a, b) for i, a in enumerate(bs) for b in bs[i + 1 :] if f.interacts(a, b)
+            )
         return g
 
     def coupled_blocks(self) -> list[str]:

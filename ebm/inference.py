@@ -40,10 +40,28 @@ class MeanField:
     converged: bool
 
     def entropy(self, model: EnergyModel) -> Tensor:
-        """H(q) = sum_b H(q_b), shape (batch,)."""
+        """H(q) = sum_b H(q_b), shape (batch,) (blocks without a base energy)."""
         out = 0.0
         for b, lam in self.natural.items():
             out = out + model.units[b].distribution(lam).entropy()
+        return out
+
+    def elbo(self, model: EnergyModel, data: dict[str, Tensor]) -> Tensor:
+        """E_q[-E(v, h)] + H(q) for the visible state ``data``, shape (batch,): the bound
+        log p(v) + log Z >= elbo. With every factor linear in each hidden block, E_q[E_f] =
+        E_f(v, mu); a hidden block with a base energy E_0 (count units) adds
+        H(q_b) - E_q[E_0,b] = A_b(lambda_b) - lambda_b . mu_b, which holds for any unit type
+        of the exponential family; the others add their entropy."""
+        full = {**data, **self.means}
+        out = -model.energy(full)
+        for b, lam in self.natural.items():
+            units = model.units[b]
+            if units.has_base_energy:
+                mu = self.means[b]
+                out = out + units.base_energy(mu)  # E_0 at the means is not E_q[E_0]: undone
+                out = out + units.log_partition(lam) - (lam * mu).flatten(1).sum(-1)
+            else:
+                out = out + units.distribution(lam).entropy()
         return out
 
 
@@ -59,17 +77,17 @@ def mean_field(
     ``data``) by coordinate ascent, at most ``max_sweeps`` sweeps over the colour classes, stopping
     when no mean moves by more than ``tol``. ``init`` gives starting means (default: each block's
     mean at zero natural parameters, 1/2 for Bernoulli units). Runs without gradients. Raises
-    ValueError for hidden blocks with a base energy (continuous units: E_q[E] would need their
-    second moments) or a factor not linear in a hidden block (a Markov chain's transitions).
+    ValueError for continuous hidden blocks or a factor not linear in a hidden block (a Markov
+    chain's transitions).
     """
     if isinstance(max_sweeps, bool) or not isinstance(max_sweeps, int) or max_sweeps < 1:
         raise ValueError(f"max_sweeps must be an int >= 1, got {max_sweeps!r}")
     state = model.validate_data(data)
     hidden = [b for b in model.blocks if b not in state] if blocks is None else list(blocks)
     for b in hidden:
-        if model.units[b].has_base_energy:
+        if not model.units[b].discrete:
             raise ValueError(
-                f"mean field here needs hidden units without a base energy; block {b!r} is "
+                f"mean field here needs discrete hidden units; block {b!r} is "
                 f"{type(model.units[b]).__name__}"
             )
         if model.quadratic_factors(b):

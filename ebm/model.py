@@ -313,7 +313,9 @@ class EnergyModel(nn.Module):
         full = self.with_placeholders(state, [block])
         stats = self.statistics(full)
         return self.units[block].distribution(
-            self.natural(block, full, stats), **self._given_quadratic(block, full, stats)
+            self.natural(block, full, stats),
+            **self._given_quadratic(block, full, stats),
+            **self.state_keywords(block, state),
         )
 
     def sample_block(
@@ -329,7 +331,19 @@ class EnergyModel(nn.Module):
         stats = self.statistics(state) if stats is None else stats
         eta = self.natural(block, state, stats)
         extra = self._given_quadratic(block, state, stats)
-        return self.units[block].sample(eta, generator, **extra)
+        return self.units[block].sample(
+            eta, generator, **extra, **self.state_keywords(block, state)
+        )
+
+    def state_keywords(self, block: str, state: State) -> dict:
+        """What a conditional draw of ``block`` keeps from its current value in ``state`` (the
+        lengths of a count block whose length comes from the data), as keywords of its unit
+        type's methods (``Units.state_keywords``); {} when the unit type keeps nothing or the
+        block is not in ``state``."""
+        units = self._units[block]
+        if not units.takes_state_keywords or block not in state:
+            return {}
+        return units.state_keywords(state[block])
 
     def with_placeholders(self, state: State, blocks) -> State:
         """A copy of ``state`` where the given blocks are zeros when missing (placeholders)."""
@@ -354,7 +368,8 @@ class EnergyModel(nn.Module):
 
     def summable(self, blocks) -> None:
         """Raise ValueError unless ``blocks`` can be summed out analytically together: no factor
-        may touch two of them, and every factor must be linear in the one it touches."""
+        may have a term in two of them (``Factor.interacts``), and every factor must be linear
+        in each one it touches."""
         if isinstance(blocks, str):
             blocks = [blocks]
         unknown = [b for b in blocks if b not in self.units]
@@ -369,14 +384,18 @@ class EnergyModel(nn.Module):
                 )
         for name, f in self.factors.items():
             inside = [b for b in dict.fromkeys(f.blocks) if b in blocks]
-            if len(inside) > 1:
-                raise ValueError(
-                    f"blocks {inside} cannot be summed out together: factor {name!r} couples them"
-                )
-            if inside and not (f.linear_in(inside[0]) or name in self._quadratic[inside[0]]):
-                raise ValueError(
-                    f"block {inside[0]!r} cannot be summed out: factor {name!r} is not linear in it"
-                )
+            joint = [(a, b) for i, a in enumerate(inside) for b in inside[i + 1 :]]
+            for a, b in joint:
+                if f.interacts(a, b):
+                    raise ValueError(
+                        f"blocks {[a, b]} cannot be summed out together: factor {name!r} "
+                        f"couples them"
+                    )
+            for b in inside:
+                if not (f.linear_in(b) or name in self._quadratic[b]):
+                    raise ValueError(
+                        f"block {b!r} cannot be summed out: factor {name!r} is not linear in it"
+                    )
 
     def split_energy(self, state: State, sum_out, check: bool = True) -> tuple[Tensor, State]:
         """Split E into the part that does not depend on the summed-out blocks S and their natural

@@ -7,6 +7,7 @@ import math
 import torch
 
 from ebm.chains import MarkovChain
+from ebm.counts import Multinomial
 from ebm.factors import (
     BernoulliEmission,
     Bias,
@@ -16,7 +17,10 @@ from ebm.factors import (
     Factored3Way,
     GaussianEmission,
     InitialState,
+    LengthScaledBias,
     ProjectedStudentT,
+    SharedBias,
+    SharedDense,
     StudentT,
     Transition,
 )
@@ -39,6 +43,8 @@ __all__ = [
     "gaussian_rbm",
     "mcrbm",
     "dbm",
+    "replicated_softmax",
+    "over_replicated_softmax",
     "pohmm",
     "fas",
     "upoe",
@@ -212,6 +218,70 @@ def dbm(layers, init_scale: float = 0.01) -> EnergyModel:
         for i in range(len(layers) - 1)
     ]
     g.add_factor(*factors, *(Bias(name) for name in names))
+    return EnergyModel(g)
+
+
+def replicated_softmax(
+    vocab_size: int, n_hidden: int, length: int | None = None, init_scale: float = 0.01
+) -> EnergyModel:
+    """Replicated Softmax (Salakhutdinov & Hinton 2009): a document of D words over a vocabulary
+    of K is a count vector v (sum v = D) and
+
+        E(v, h) = -sum_kj W_kj v_k h_j - sum_k b_k v_k - D sum_j c_j h_j,
+
+    with the unit base energy -log (D! / prod v_k!) of ``ebm.counts.Multinomial``, so that
+    v | h ~ Multinomial(D, softmax(b + W h)), h_j | v ~ Bernoulli(sigma(D c_j + (W^T v)_j)),
+    and Z_D is the normaliser over the K^D word sequences of length D (it depends on D).
+
+    Blocks ``v`` (visible, ``Multinomial(vocab_size, length)``: the length from the data by
+    default) and ``h`` (Bernoulli); factors ``w`` (Dense, W of shape (K, n_hidden)), ``b``
+    (Bias on v) and ``c`` (``LengthScaledBias``: c scaled by D). Weights N(0, init_scale^2),
+    biases zero. Fix the length with ``ebm.documents.at_length`` to enumerate or anneal.
+    """
+    _check_sizes(vocab_size=vocab_size, n_hidden=n_hidden)
+    g = Graph()
+    g.add_block("v", Multinomial(vocab_size, length), visible=True)
+    g.add_block("h", Bernoulli(n_hidden))
+    g.add_factor(
+        Dense("v", "h", init_scale=init_scale, name="w"),
+        Bias("v", name="b"),
+        LengthScaledBias("h", "v", name="c"),
+    )
+    return EnergyModel(g)
+
+
+def over_replicated_softmax(
+    vocab_size: int,
+    n_hidden: int,
+    m: int,
+    length: int | None = None,
+    init_scale: float = 0.01,
+) -> EnergyModel:
+    """Over-replicated softmax (Srivastava, Salakhutdinov & Hinton 2013): a two-layer DBM whose
+    second layer is M softmax units sharing the first layer's weights and biases. With v the
+    document's D word counts and h2 the counts of the M softmax units (sum h2 = M),
+
+        E(v, h1, h2) = -sum_kj W_kj (v_k + h2_k) h1_j - sum_k b_k (v_k + h2_k)
+                       - (D + M) sum_j a_j h1_j
+
+    plus the base energies -log (D! / prod v_k!) - log (M! / prod h2_k!). Given h1, v ~
+    Multinomial(D, softmax(b + W h1)) and h2 ~ Multinomial(M, softmax(b + W h1)); given both,
+    h1_j ~ Bernoulli(sigma((D + M) a_j + (W^T (v + h2))_j)). M = 0 would be the Replicated Softmax.
+
+    Blocks ``v`` (visible, length from the data by default), ``h1`` (Bernoulli) and ``h2``
+    (``Multinomial(vocab_size, m)``); factors ``w`` (``SharedDense``), ``b`` (``SharedBias``)
+    and ``a`` (``LengthScaledBias`` over both count blocks). The schedule is {v, h2}, {h1}.
+    """
+    _check_sizes(vocab_size=vocab_size, n_hidden=n_hidden, m=m)
+    g = Graph()
+    g.add_block("v", Multinomial(vocab_size, length), visible=True)
+    g.add_block("h1", Bernoulli(n_hidden))
+    g.add_block("h2", Multinomial(vocab_size, m))
+    g.add_factor(
+        SharedDense("h1", "v", "h2", init_scale=init_scale, name="w"),
+        SharedBias("v", "h2", name="b"),
+        LengthScaledBias("h1", "v", "h2", name="a"),
+    )
     return EnergyModel(g)
 
 

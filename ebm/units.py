@@ -42,6 +42,16 @@ class Units(nn.Module):
     #: ``"log_transition"`` for ``ebm.chains.MarkovChain`` (log transition potentials).
     quadratic_keyword: str | None = None
 
+    #: whether a conditional draw keeps something of the block's current state (a count block's
+    #: length taken from the data): then ``state_keywords(x)`` gives it as keywords of
+    #: ``distribution``, ``sample``, ``mean`` and ``log_partition``
+    takes_state_keywords: bool = False
+
+    def state_keywords(self, x: Tensor) -> dict[str, Tensor]:
+        """What a conditional draw keeps from the block's current state ``x``, as keywords of the
+        unit type's methods (``ebm.counts.Multinomial``: each row's length); {} by default."""
+        return {}
+
     def quadratic_energy(self, t: Tensor, q: Tensor) -> Tensor:
         """The energy that the quadratic coefficient ``q`` (one per row) adds at statistics ``t``:
         shape (batch,). Defined by the unit types with a ``quadratic_keyword``."""

@@ -7,6 +7,7 @@ from estimators.bridge import bennett, bridge
 from estimators.calibration import Coverage, ais_coverage
 from estimators.conditional import exact_conditional_log_likelihood
 from estimators.conditional_ais import ais_log_likelihood
+from estimators.documents import document_log_likelihood, log_z_by_length, perplexity
 from estimators.elimination import elimination_log_z
 from estimators.estimate import Estimate, log_mean_exp
 from estimators.exact import exact_log_z, exact_samples
@@ -22,14 +23,17 @@ __all__ = [
     "ais_log_likelihood",
     "bennett",
     "bridge",
+    "document_log_likelihood",
     "elimination_log_z",
     "exact_conditional_log_likelihood",
     "exact_log_z",
     "exact_samples",
     "log_likelihood",
     "log_mean_exp",
+    "log_z_by_length",
     "mean_field_bound",
     "moment_averaged_path",
+    "perplexity",
     "reverse_ais",
     "sandwich",
     "schedules",

@@ -29,7 +29,9 @@ def mean_field_bound(
 
     where q(h) = prod_b q_b(h_b) is the mean-field posterior (``ebm.inference.mean_field``), mu its
     means (E_q[E(v, h)] = E(v, mu) because the energy is linear in each hidden block) and H(q) its
-    entropy. The gap log p(v) - B(v) is KL(q || p(h | v)) >= 0. With an exact log Z this is a true
+    entropy (``MeanField.elbo``; a hidden count block's base energy enters through
+    A(lambda) - lambda . mu). The gap log p(v) - B(v) is KL(q || p(h | v)) >= 0. With an exact
+    log Z this is a true
     lower bound for every example; with log Z from AIS (which underestimates log Z in expectation)
     it can overshoot by AIS's error, which the standard error includes: the standard error of the
     mean over examples and log Z's standard error, combined in quadrature. Per-example bounds are in
@@ -49,7 +51,7 @@ def mean_field_bound(
             q = mean_field(model, chunk, max_sweeps=max_sweeps, tol=tol)
             converged &= q.converged
             sweeps = max(sweeps, q.sweeps)
-            bound = -model.energy({**chunk, **q.means}) + q.entropy(model)
+            bound = q.elbo(model, chunk)
             values.append(bound.double().cpu())
     per_example = torch.cat(values) - lz
     estimate = mean_of_examples(

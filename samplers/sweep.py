@@ -113,7 +113,8 @@ def update_class(
     with ``work``, a dict the caller keeps from call to call, they are kept there, two per block
     taken in turn, so the update allocates nothing of a block's size and a draw it returns is
     overwritten two calls later (copy what you keep). The draws are those without ``work``, bit
-    for bit. Blocks with a quadratic term are drawn by their unit type from new tensors.
+    for bit. Blocks with a quadratic term, and blocks whose draws keep something of their current
+    state (a count block's lengths), are drawn by their unit type from new tensors.
     ``owned``: blocks whose tensor in ``state`` the caller lets a unit-class member overwrite in
     place (``gibbs_sweep`` passes the copies it made); other members draw into a copy.
     """
@@ -137,13 +138,18 @@ def update_class(
             q = (given_quadratic or {}).get(b)
         else:
             q = model.quadratic(b, state, stats)
-        if q is not None or not backend.in_place:
+        if q is not None or not backend.in_place or units.takes_state_keywords:
             eta = given[b] if b in given else backend.natural(model, b, stats)
             natural = _tempered(eta, beta, base.get(b))
-            if q is not None:
-                if not _is_one(beta):
+            if q is not None or units.takes_state_keywords:
+                if q is not None and not _is_one(beta):
                     q = q * _per_row(beta, q)
-                out[b] = units.sample(natural, generator, **model.given_quadratic(b, q))
+                out[b] = units.sample(
+                    natural,
+                    generator,
+                    **model.given_quadratic(b, q),
+                    **model.state_keywords(b, state),
+                )
             else:
                 out[b] = backend.sample_(units, natural, generator)
             continue

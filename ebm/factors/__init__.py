@@ -9,6 +9,7 @@ from ebm.factors.experts import ProjectedStudentT
 from ebm.factors.higher_order import HigherOrder
 from ebm.factors.markov import InitialState, Transition
 from ebm.factors.pairwise import Pairwise
+from ebm.factors.replicated import LengthScaledBias, SharedBias, SharedDense
 from ebm.factors.student import StudentT
 from ebm.factors.three_way import Factored3Way, ThirdOrder
 from ebm.factors.tied import TiedBias, TiedDense
@@ -31,6 +32,9 @@ __all__ = [
     "InitialState",
     "Transition",
     "TiedBias",
+    "LengthScaledBias",
+    "SharedDense",
+    "SharedBias",
     "natural_from_energy",
     "register",
     "FACTOR_TYPES",

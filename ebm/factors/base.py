@@ -203,6 +203,15 @@ class Factor(nn.Module):
         None (the default) for a factor that gives no such form."""
         return None
 
+    def interacts(self, a: str, b: str) -> bool:
+        """Whether the energy has a term that depends on blocks ``a`` and ``b`` jointly (default:
+        True for any two of the factor's blocks). A factor that is a sum of terms each touching
+        one of them (a bias shared by two blocks) says False: the blocks are then not joined in
+        the block graph, may share a colour class and may be summed out together. The Graph
+        checks a False numerically (E(a, b) - E(0, b) - E(a, 0) + E(0, 0) = 0 at random
+        states)."""
+        return True
+
     def couples_units(self, block: str) -> bool:
         """Whether this factor couples units of ``block`` with each other (see
         ``unit_couplings``)."""

@@ -17,6 +17,7 @@ MARKERS = {
     "gated_shifts.py": "offset accuracy",
     "mcrbm_patches.py": "held-out log p(v)",
     "pohmm_co2.py": "held-out log p(x)",
+    "documents.py": "test perplexity",
     "ising_critical.py": "specific heat peaks at beta",
 }
 # the plots each example writes into its --out directory

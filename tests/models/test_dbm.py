@@ -130,7 +130,7 @@ def test_mean_field_refuses_continuous_hidden_units():
     g.add_block("v", ebm.units.Bernoulli(3), visible=True)
     g.add_block("h", ebm.units.Gaussian(2))
     g.add_factor(ebm.factors.Dense("v", "h"))
-    with pytest.raises(ValueError, match="without a base energy"):
+    with pytest.raises(ValueError, match="discrete hidden units; block .h. is Gaussian"):
         ebm.inference.mean_field(ebm.EnergyModel(g), torch.zeros(2, 3))
 
 
