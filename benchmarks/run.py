@@ -4,7 +4,9 @@
 - ``ais_speed.py``: AIS on the 784 x 500 RBM, time to a standard error, reduced precision;
 - ``ais_scaling.py``: AIS sharded over Ray tasks, with its figure;
 - ``resident_set.py``: the resident set of a long block Gibbs run under three settings of
-  glibc's allocator.
+  glibc's allocator;
+- ``unit_graphs.py``: block Gibbs on unit-level graphs;
+- ``documents.py``: block Gibbs and AIS on count blocks (the Replicated Softmax).
 
 They run in turn, never side by side (each would slow the others), then the tables of
 docs/benchmarks.md are printed from the records (``tables.py``).
@@ -43,6 +45,7 @@ def main() -> None:
         ("ais_scaling", [*mnist, "--figure", str(args.figure)]),
         ("resident_set", []),
         ("unit_graphs", ["--no-thrml"] if args.quick else []),
+        ("documents", []),
     ]
     for name, extra in jobs:
         start = time.perf_counter()

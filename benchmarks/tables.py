@@ -228,6 +228,26 @@ def unit_graphs_table(record: dict) -> str:
     return "\n".join(lines)
 
 
+def documents_table(record: dict) -> str:
+    """Block Gibbs and AIS temperatures per second on Replicated Softmax models, with their
+    matmul-only limit and the ratios."""
+    lines = [
+        f"Machine: {record['machine']}.",
+        "",
+        "| K | H | mean length | chains | block Gibbs | AIS temperature | matmul-only | Gibbs ratio "
+        "| AIS ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['vocab']:,} | {r['hidden']} | {r['mean_length']:.0f} | {r['chains']:,} "
+            f"| {_sweeps(r['gibbs_sweeps_per_s'])} | {_sweeps(r['ais_transitions_per_s'])} "
+            f"| {_sweeps(r['matmul_only_per_s'])} | **{r['gibbs_ratio']:.2f}** "
+            f"| **{r['ais_ratio']:.2f}** |"
+        )
+    return "\n".join(lines)
+
+
 def tables(results: Path) -> dict[str, str]:
     """The tables of every record present in ``results``, by record name."""
     renderers = {
@@ -238,6 +258,7 @@ def tables(results: Path) -> dict[str, str]:
         "scale_cost": [scale_cost_table],
         "scale_cost_h200": [scale_cost_table],
         "unit_graphs": [unit_graphs_table],
+        "documents": [documents_table],
     }
     out = {}
     for name, render in renderers.items():

@@ -42,6 +42,24 @@ def log_multinomial_coefficient(v: Tensor) -> Tensor:
     return torch.lgamma(v.sum(-1) + 1) - torch.lgamma(v + 1).sum(-1)
 
 
+def _check_length(length):
+    """None, an int >= 1, or a 1-D tensor of ints >= 1 (one length per chain)."""
+    if isinstance(length, Tensor):
+        if length.dim() != 1 or length.numel() == 0 or length.is_floating_point():
+            raise ValueError("Multinomial: per-chain lengths are a non-empty 1-D integer tensor")
+        if bool((length < 1).any()):
+            raise ValueError("Multinomial: every per-chain length must be >= 1")
+        return length.to(torch.int64)
+    if length is not None and (
+        isinstance(length, bool) or not isinstance(length, int) or length < 1
+    ):
+        raise ValueError(
+            f"Multinomial: the length must be an int >= 1 (the number of words), or None to "
+            f"take it from the data; got {length!r}"
+        )
+    return length
+
+
 def _length_tensor(length, like: Tensor) -> Tensor:
     """The length as a tensor broadcasting against the rows of ``like`` (shape (batch,) or ())."""
     return torch.as_tensor(length, device=like.device, dtype=like.dtype)
@@ -73,19 +91,18 @@ class Multinomial(Units):
 
     has_base_energy = True
 
-    def __init__(self, k: int, length: int | None = None):
+    def __init__(self, k: int, length: int | Tensor | None = None):
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
             raise ValueError(f"Multinomial: the vocabulary size k must be an int >= 2, got {k!r}")
         super().__init__(k)
-        if length is not None and (
-            isinstance(length, bool) or not isinstance(length, int) or length < 1
-        ):
-            raise ValueError(
-                f"Multinomial: the length must be an int >= 1 (the number of words), or None to "
-                f"take it from the data; got {length!r}"
-            )
         self.k = k
-        self.length = length
+        self.length = _check_length(length)
+
+    @property
+    def per_chain(self) -> bool:
+        """Whether the length is one per chain (a 1-D tensor): a batch of chains at several
+        fixed lengths, annealed together (``estimators.log_z_by_length``)."""
+        return isinstance(self.length, Tensor)
 
     # --- description -------------------------------------------------------------------------
     @property
@@ -103,9 +120,23 @@ class Multinomial(Units):
         return (math.lgamma(d + k) - math.lgamma(d + 1) - math.lgamma(k)) / math.log(2)
 
     def config(self) -> dict[str, Any]:
+        if self.per_chain:
+            raise ValueError(
+                "Multinomial units with one length per chain are not saved: save the model "
+                "that ebm.documents.at_length was given"
+            )
         return {"k": self.k, "length": self.length}
 
+    def extra_repr(self) -> str:
+        length = f"{len(self.length)} per-chain lengths" if self.per_chain else self.length
+        return f"k={self.k}, length={length}"
+
     def _fixed_length(self) -> int:
+        if self.per_chain:
+            raise ValueError(
+                f"Multinomial(k={self.k}) units with one length per chain cannot be enumerated "
+                f"or counted: fix one length with ebm.documents.at_length(model, {{block: D}})"
+            )
         if self.length is None:
             raise ValueError(
                 f"Multinomial(k={self.k}) units take their length from the data: fix it with "
@@ -115,8 +146,16 @@ class Multinomial(Units):
         return self.length
 
     def _length(self, length, like: Tensor) -> Tensor:
-        """The length to use: the one given (from the state) or the block's fixed one."""
+        """The length to use: the one given (from the state) or the block's fixed one (one per
+        row of ``like`` when the block has per-chain lengths)."""
         if length is None:
+            if self.per_chain:
+                if like.shape[0] != len(self.length):
+                    raise ValueError(
+                        f"Multinomial units with {len(self.length)} per-chain lengths got "
+                        f"{like.shape[0]} rows"
+                    )
+                return self.length.to(device=like.device, dtype=like.dtype)
             length = self._fixed_length()
         return _length_tensor(length, like)
 
@@ -165,6 +204,8 @@ class Multinomial(Units):
         ref = self._reference(device, dtype)
         natural = ref.new_zeros((num_chains, self.k))
         length = self.length
+        if self.per_chain:
+            return self.sample(natural, generator)  # checks the number of chains
         if length is None:
             where = generator.device if generator is not None else ref.device
             length = torch.randint(1, self.k + 1, (num_chains,), generator=generator, device=where)
@@ -183,10 +224,17 @@ class Multinomial(Units):
                 f"at {idx} is {x[tuple(idx)].item()}"
             )
         totals = x.sum(-1)
-        wrong = totals != self.length if self.length is not None else totals < 1
+        if self.per_chain:
+            wrong = totals != self._length(None, x)
+        else:
+            wrong = totals != self.length if self.length is not None else totals < 1
         if bool(wrong.any()):
             row = int(wrong.nonzero()[0, 0])
-            want = f"sum to the length {self.length}" if self.length else "hold at least one word"
+            want = (
+                "hold at least one word"
+                if self.length is None
+                else f"sum to the length {int(self._length(None, x)[row]) if self.per_chain else self.length}"
+            )
             raise ValueError(
                 f"block {name!r}: every row of Multinomial counts must {want}; row {row} sums to "
                 f"{totals[row].item():g}"

@@ -25,13 +25,16 @@ def data_length_blocks(model: EnergyModel) -> list[str]:
     return [b for b, u in model.units.items() if isinstance(u, Multinomial) and u.length is None]
 
 
-def at_length(model: EnergyModel, lengths: dict[str, int]) -> EnergyModel:
-    """``model`` with the count blocks named in ``lengths`` fixed at those lengths (ints >= 1).
+def at_length(model: EnergyModel, lengths: dict) -> EnergyModel:
+    """``model`` with the count blocks named in ``lengths`` fixed at those lengths: ints >= 1,
+    or 1-D integer tensors of one length per chain (a batch of chains at several lengths, which
+    can be sampled and annealed but not enumerated; its rows must match the chains).
 
     The result shares every factor and parameter with ``model`` (training either trains both)
     and has new ``Multinomial(k, D)`` units for those blocks; its log Z is log Z_D, the
     normaliser over documents of D words. Blocks other than count blocks are refused by name, as
-    are lengths that are not ints >= 1.
+    are lengths that are not ints >= 1 (or tensors of them). The copy is for computing: a model
+    with per-chain lengths is not saved.
     """
     if not isinstance(model, EnergyModel):
         raise TypeError(f"at_length expects an ebm.EnergyModel, got {type(model).__name__}")
@@ -46,9 +49,11 @@ def at_length(model: EnergyModel, lengths: dict[str, int]) -> EnergyModel:
             raise ValueError(
                 f"block {block!r} is {type(old).__name__}, not a Multinomial count block"
             )
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"block {block!r}: a length is an int >= 1, got {length!r}")
-        units[block] = Multinomial(old.k, length).to(device=model.device, dtype=model.dtype)
+        try:
+            fixed_units = Multinomial(old.k, length)
+        except ValueError as err:
+            raise ValueError(f"block {block!r}: {err}") from err
+        units[block] = fixed_units.to(device=model.device, dtype=model.dtype)
     fixed = copy.copy(model)
     fixed._modules = dict(model._modules)  # noqa: SLF001 - a copy of the module's own table
     fixed.units = nn.ModuleDict(units)

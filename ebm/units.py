@@ -42,6 +42,9 @@ class Units(nn.Module):
     #: ``"log_transition"`` for ``ebm.chains.MarkovChain`` (log transition potentials).
     quadratic_keyword: str | None = None
 
+    #: whether the block's states differ from chain to chain (a count block with one length per
+    #: chain: ``ebm.counts.Multinomial``); such a block's log-partition at zero is one per chain
+    per_chain: bool = False
     #: whether a conditional draw keeps something of the block's current state (a count block's
     #: length taken from the data): then ``state_keywords(x)`` gives it as keywords of
     #: ``distribution``, ``sample``, ``mean`` and ``log_partition``

@@ -92,6 +92,12 @@ def ais(
     ``terms``, ``log_f``, ``transition``, ``log_z0``), e.g. ``estimators.moment_averaged_path``;
     ``base`` and ``sum_out`` are then the path's.
 
+    Chains whose base differs from chain to chain (a count block with one length per chain,
+    summed out: ``ebm.documents.at_length`` with a tensor of lengths) start their log-weights at
+    their own part of log Z_0 (``GeometricPath.log_z0_per_chain``), so a group of chains of one
+    length estimates that length's log Z by itself (``estimators.log_z_by_length``); the pooled
+    estimate is then log of the mean of the groups' Z, rarely what is wanted.
+
     ``workers > 1`` splits the chains over that many Ray tasks (one GPU each where there are
     GPUs; a local Ray instance is started if none runs) and concatenates their log-weights: the
     same estimator as one run, with one seed per shard drawn from ``generator``.
@@ -110,6 +116,8 @@ def ais(
             raise ValueError(
                 "checkpoint is for single-process runs; with workers > 1 each shard is short"
             )
+        if path.log_z0_per_chain is not None:
+            raise ValueError("chains with their own log Z_0 run in one process (workers=1)")
         counts = split(num_chains, min(workers, num_chains // 2))
         shards = [{"num_chains": c, "betas": betas, "sum_out": path.sum_out} for c in counts]
         log_w = torch.cat(
@@ -158,6 +166,9 @@ def ais(
         else:
             x = path.init(num_chains, generator)
             log_w = torch.zeros(num_chains, dtype=torch.float64, device=model.device)
+            per_chain = getattr(path, "log_z0_per_chain", None)
+            if per_chain is not None:  # each chain's own part of log Z_0 starts its weight
+                log_w = log_w + per_chain.to(log_w.device)
             state, first = {**{f"x.{b}": v for b, v in x.items()}, "log_w": log_w}, 1
         state = anneal(step, state, num, generator, first, saves, progress, "AIS", postfix)
     return _estimate(state["log_w"].cpu(), path, num, start, resumed=resumed, shards=1)

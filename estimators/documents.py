@@ -17,13 +17,23 @@ from statistics import NormalDist
 import torch
 from torch import Tensor
 
+from ebm.base import FactorizedBase
 from ebm.counts import log_multinomial_coefficient
 from ebm.documents import at_length, data_length_blocks
+from ebm.graph import member_block
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
 from estimators.ais import ais
-from estimators.estimate import Estimate, log_z_parts
+from estimators.estimate import (
+    Estimate,
+    flag_degenerate,
+    judged_elsewhere,
+    log_mean_exp,
+    log_weight_diagnostics,
+    log_z_parts,
+)
 from estimators.exact import exact_free_energy, exact_log_z
+from estimators.path import GeometricPath
 
 __all__ = ["document_block", "log_z_by_length", "document_log_likelihood", "perplexity"]
 
@@ -57,37 +67,113 @@ def log_z_by_length(
     betas=None,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    batched: bool = True,
     **ais_options,
 ) -> dict[int, Estimate]:
     """log Z_D for every distinct length D in ``lengths`` (ints, or a tensor of lengths, or a
     batch of count vectors whose row sums are taken), as {D: Estimate}.
 
-    Each is computed on ``ebm.documents.at_length(model, {block: D})``: ``method="exact"``
-    enumerates (``estimators.exact_log_z``), ``"ais"`` anneals (``estimators.ais`` with
-    ``num_chains``, ``betas``, ``generator`` and ``ais_options``: an estimate whose mean is below
+    ``method="exact"`` enumerates ``ebm.documents.at_length(model, {block: D})``
+    (``estimators.exact_log_z``), ``"ais"`` anneals (``estimators.ais`` with ``num_chains`` chains
+    per length, ``betas``, ``generator`` and ``ais_options``: an estimate whose mean is below
     log Z_D, with its standard error and ESS), and ``"auto"`` enumerates a length whose model
     needs at most ``max_states`` configurations and anneals the others.
+
+    With ``batched`` (default) every length is annealed in one run: the model at one length per
+    chain, the document block (and the blocks of its colour class: the over-replicated layer)
+    summed out, the other blocks (the hidden units) annealed from a uniform base whose log Z_0
+    does not depend on D; each length's chains give its own estimate and are judged on their own
+    (degenerate weights flag that length). Otherwise, or when ``ais_options`` name a ``base``,
+    ``sum_out`` or ``path``, one run per length on the default path (the document block
+    annealed, the hidden ones summed out).
     """
     if method not in ("auto", "exact", "ais"):
         raise ValueError(f"method must be 'auto', 'exact' or 'ais', got {method!r}")
     block = document_block(model, block)
     distinct = _distinct_lengths(lengths)
     out = {}
-    for d in distinct:
-        fixed = at_length(model, {block: d})
-        estimate = None
-        if method != "ais":
+    if method == "auto":  # the enumerable lengths exactly, the others annealed together below
+        for d in distinct:
             try:
-                estimate = exact_log_z(fixed, max_states=max_states)
+                out[d] = exact_log_z(at_length(model, {block: d}), max_states=max_states)
+                out[d].extras["length"] = d
             except ValueError:  # more than max_states configurations
-                if method == "exact":
-                    raise
-        if estimate is None:
+                pass
+        method = "ais"
+    rest = [d for d in distinct if d not in out]
+    if method == "ais" and rest and batched and not {"base", "sum_out", "path"} & set(ais_options):
+        plan = _pooled_path(model, block, rest, num_chains)
+        if plan is not None:
+            out.update(_pooled_ais(plan, rest, num_chains, betas, generator, progress, ais_options))
+            return dict(sorted(out.items()))
+    for d in rest:
+        fixed = at_length(model, {block: d})
+        if method == "exact":
+            estimate = exact_log_z(fixed, max_states=max_states)
+        else:
             estimate = ais(
                 fixed, num_chains, betas, generator=generator, progress=progress, **ais_options
             )
         estimate.extras["length"] = d
         out[d] = estimate
+    return dict(sorted(out.items()))
+
+
+def _pooled_path(model, block, lengths, num_chains) -> GeometricPath | None:
+    """The path that anneals every length at once: the model at one length per chain
+    (``num_chains`` chains per length), the document block and the blocks of its colour class
+    summed out, a uniform base over the others (the same log Z_0 for every length). None when
+    that path does not exist (a class that cannot be summed out, a continuous block left)."""
+    per_chain = torch.tensor(lengths).repeat_interleave(num_chains)
+    fixed = at_length(model, {block: per_chain})
+    group = next(g for g in fixed.schedule if block in [member_block(m) for m in g])
+    sum_out = list(dict.fromkeys(member_block(m) for m in group))
+    rest = [b for b in fixed.blocks if b not in sum_out]
+    if not rest or not fixed.can_sum_out(sum_out):
+        return None
+    try:
+        base = FactorizedBase(fixed, {b: torch.zeros(fixed.units[b].shape) for b in rest})
+        return GeometricPath(fixed, base, sum_out=sum_out)
+    except ValueError:
+        return None
+
+
+def _pooled_ais(path, lengths, num_chains, betas, generator, progress, options) -> dict:
+    """One AIS run over every length (``num_chains`` chains each), split into one estimate per
+    length: log Z_D = log Z_0 + log mean w over that length's chains, judged on its own."""
+    with judged_elsewhere():
+        pooled = ais(
+            path.model,
+            num_chains * len(lengths),
+            betas,
+            generator=generator,
+            progress=progress,
+            path=path,
+            **options,
+        )
+    out = {}
+    for i, d in enumerate(lengths):
+        log_w = pooled.log_weights[i * num_chains : (i + 1) * num_chains]
+        lme, stderr, ess = log_mean_exp(log_w)
+        estimate = Estimate(
+            value=path.log_z0 + lme,
+            kind="point",
+            method="AIS",
+            stderr=stderr,
+            ess=ess,
+            log_weights=log_w,
+            num_chains=num_chains,
+            num_betas=pooled.num_betas,
+            seconds=pooled.seconds,
+            extras={
+                "length": d,
+                "log_z_base": path.log_z0 + float(path.log_z0_per_chain[i * num_chains]),
+                "summed_out": path.sum_out,
+                "lengths_annealed_together": len(lengths),
+                "note": "E[log Z-hat] <= log Z: a stochastic lower bound",
+            },
+        )
+        out[d] = flag_degenerate(estimate, *log_weight_diagnostics(log_w), stacklevel=4)
     return out
 
 

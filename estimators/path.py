@@ -131,14 +131,25 @@ class GeometricPath:
             b: n.to(device=model.device, dtype=model.dtype) for b, n in base.natural.items()
         }
         units = model.units
+        outside = [b for b in free if b not in base.blocks]
+        per_chain = [b for b in outside if units[b].per_chain]
         with torch.no_grad():  # the blocks outside the base at beta = 0
             log_z_free = sum(
                 float(
                     units[b].log_partition(torch.zeros((1, *units[b].shape), dtype=torch.float64))
                 )
-                for b in free
-                if b not in base.blocks
+                for b in outside
+                if b not in per_chain
             )
+            #: the part of log Z_0 that differs from chain to chain (blocks whose states differ
+            #: per chain: count blocks with one length per chain), float64 (chains,), or None
+            self.log_z0_per_chain = None
+            for b in per_chain:
+                zero = torch.zeros((len(units[b].length), *units[b].shape), dtype=torch.float64)
+                part = units[b].log_partition(zero)
+                self.log_z0_per_chain = (
+                    part if self.log_z0_per_chain is None else (self.log_z0_per_chain + part)
+                )
         self.log_z0 = base.log_z() + log_z_free
         groups = [
             [

@@ -47,6 +47,7 @@ def _run_quick(script: str, out, *args: str) -> None:
         ("resident_set.py", []),
         ("scale_cost.py", []),
         ("unit_graphs.py", ["--no-thrml"]),
+        ("documents.py", []),
     ],
 )
 def test_benchmark_runs_quick(script, args, tmp_path):
@@ -73,6 +74,7 @@ def test_docs_show_the_tables_of_the_committed_benchmark_records():
         "scale_cost",
         "scale_cost_h200",
         "unit_graphs",
+        "documents",
     }
     for name, table in rendered.items():
         assert table in page, f"docs/benchmarks.md lacks the {name} table of its record"

@@ -134,3 +134,23 @@ def test_counts_distribution_with_one_total_per_row():
         assert torch.allclose(log_prob[:, row], ref.log_prob(x[:, row]))
     v = torch.tensor([[2.0, 0.0, 1.0]])
     assert float(log_multinomial_coefficient(v)) == pytest.approx(math.log(3))
+
+
+def test_per_chain_lengths_draw_and_validate_row_by_row_and_refuse_counting():
+    lengths = torch.tensor([1, 4, 2])
+    units = Multinomial(3, lengths)
+    g = torch.Generator().manual_seed(0)
+    x = units.random(3, g)
+    assert torch.equal(x.sum(-1), lengths.double())
+    assert torch.equal(units.log_partition(torch.zeros(3, 3)), lengths * math.log(3))
+    assert units.validate(x, "v") is x
+    with pytest.raises(ValueError, match="row 1 sums to 2; .*|length 4; row 1"):
+        units.validate(torch.tensor([[1.0, 0, 0], [1, 1, 0], [2, 0, 0]]), "v")
+    with pytest.raises(ValueError, match="3 per-chain lengths got 2 rows"):
+        units.sample(torch.zeros(2, 3), g)
+    for use in (lambda: units.num_states, lambda: units.config()):
+        with pytest.raises(ValueError, match="per-chain|one length per chain"):
+            use()
+    for bad in (torch.tensor([1.0, 2.0]), torch.tensor([[1, 2]]), torch.tensor([0, 2])):
+        with pytest.raises(ValueError, match="per-chain"):
+            Multinomial(3, bad)
