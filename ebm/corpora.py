@@ -1,7 +1,8 @@
 """Document corpora as count matrices: a bag-of-words file reader, the Reuters sample that ships
-with the ``lda`` package (offline), the 20 Newsgroups "bydate" bag-of-words files from a directory
-where a user has them, a vocabulary cut to the most frequent words, and synthetic corpora drawn
-from a mixture of unigrams whose exact log-likelihood is known. Nothing is downloaded.
+with the ``lda`` package (offline), the 20 Newsgroups "bydate" bag-of-words files and the RCV1-v2
+token files from a directory where a user has them, a vocabulary cut to the most frequent words,
+and synthetic corpora drawn from a mixture of unigrams whose exact log-likelihood is known.
+Nothing is downloaded.
 
 A corpus is a float tensor of counts (documents, vocabulary) with its vocabulary (a list of
 words) and, where the files give them, labels; it is what ``ebm.models.replicated_softmax``
@@ -24,6 +25,7 @@ __all__ = [
     "read_ldac",
     "reuters_sample",
     "newsgroups_bydate",
+    "rcv1_tokens",
     "most_frequent",
     "split",
     "unigram_mixture",
@@ -157,6 +159,61 @@ def _newsgroups_part(directory: Path, part: str, vocabulary: list[str]) -> Corpu
         accumulate=True,
     )
     return Corpus(matrix, list(vocabulary), labels=torch.from_numpy(labels))
+
+
+def rcv1_tokens(
+    directory: str | PathLike[str], vocab_size: int = 10_000, files: list[str] | None = None
+) -> Corpus:
+    """Reuters RCV1-v2 as the token files of Lewis et al. (2004), ``lyrl2004_tokens_*.dat`` in
+    ``directory`` (plain or ``.gz``; by default every such file there, in name order): records
+    ``.I <id>`` / ``.W`` / the document's stemmed tokens, separated by blank lines. The
+    vocabulary is the ``vocab_size`` most frequent tokens over the files read (ties by first
+    appearance); ``extras["ids"]`` holds the document ids. A record without ``.I`` and ``.W``,
+    or a file not found, is refused by name."""
+    directory = Path(directory)
+    if files is None:
+        paths = sorted(directory.glob("lyrl2004_tokens_*.dat*"))
+        if not paths:
+            raise ValueError(f"{directory} holds no lyrl2004_tokens_*.dat files")
+    else:
+        paths = [directory / f for f in files]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ValueError(f"RCV1 token file(s) not found: {missing}")
+    ids, documents = [], []
+    for path in paths:
+        for doc_id, tokens in _rcv1_records(path):
+            ids.append(doc_id)
+            documents.append(tokens)
+    frequency: dict[str, int] = {}
+    for tokens in documents:
+        for t in tokens:
+            frequency[t] = frequency.get(t, 0) + 1
+    ranked = sorted(frequency, key=lambda t: -frequency[t])[:vocab_size]
+    index = {t: i for i, t in enumerate(ranked)}
+    counts = torch.zeros(len(documents), len(ranked))
+    for d, tokens in enumerate(documents):
+        for t in tokens:
+            i = index.get(t)
+            if i is not None:
+                counts[d, i] += 1
+    return Corpus(counts, ranked, extras={"ids": ids})
+
+
+def _rcv1_records(path: Path):
+    """(id, tokens) of each record of one token file."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        text = fh.read()
+    for number, record in enumerate(text.split("\n\n"), 1):
+        lines = record.strip().splitlines()
+        if not lines:
+            continue
+        if len(lines) < 2 or not lines[0].startswith(".I ") or lines[1].strip() != ".W":
+            raise ValueError(f"{path}: record {number} does not start with '.I <id>' and '.W'")
+        yield int(lines[0].split()[1]), " ".join(lines[2:]).split()
 
 
 def most_frequent(train: Corpus, size: int, *others: Corpus) -> list[Corpus]:

@@ -78,3 +78,22 @@ def test_unigram_mixture_log_likelihood_is_exact():
     assert bool((corpus.lengths >= 1).all())
     assert torch.allclose(phi.sum(1), torch.ones(3, dtype=torch.float64))
     assert math.isclose(float(corpus.counts.sum()), float(corpus.lengths.sum()))
+
+
+def test_rcv1_token_files_become_counts_over_the_most_frequent_tokens(tmp_path):
+    import gzip
+
+    (tmp_path / "lyrl2004_tokens_train.dat").write_text(
+        ".I 2286\n.W\nsay bank bank rate\n\n.I 2287\n.W\nbank oil\nrate say\n\n"
+    )
+    with gzip.open(tmp_path / "lyrl2004_tokens_test_pt0.dat.gz", "wt") as fh:
+        fh.write(".I 9\n.W\noil oil zinc\n")
+    corpus = corpora.rcv1_tokens(tmp_path, vocab_size=3)
+    # files in name order (the test part first); "oil" and "bank" tie, "oil" was seen first
+    assert corpus.vocabulary == ["oil", "bank", "say"] and corpus.extras["ids"] == [9, 2286, 2287]
+    assert corpus.counts.tolist() == [[2, 0, 0], [0, 2, 1], [1, 1, 1]]
+    (tmp_path / "lyrl2004_tokens_bad.dat").write_text(".W\nno id\n")
+    with pytest.raises(ValueError, match="record 1 does not start"):
+        corpora.rcv1_tokens(tmp_path)
+    with pytest.raises(ValueError, match="not found"):
+        corpora.rcv1_tokens(tmp_path, files=["nope.dat"])
