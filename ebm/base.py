@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 
+from ebm.counts import Multinomial
 from ebm.graph import member_block
 from ebm.inference import mean_field
 from ebm.model import EnergyModel
@@ -99,7 +100,9 @@ def base_rate(
     published recipe); a unit on in every example (p_i = 1) is capped at (N + a) / (N + a + 1) so
     that no bias is infinite; b_i = logit(p_i).
     Spin units use p(+1) the same way with b_i = logit(p_i) / 2; categorical units use
-    p_s = (count_s + a) / (N + k a).
+    p_s = (count_s + a) / (N + k a); count blocks (``Multinomial``: documents) use the smoothed
+    word frequencies p_w = (n_w + a) / (sum_w n_w + k a), n_w the word's total count in the
+    data, so that the base draws each of a document's words from the corpus's unigram model.
     """
     state = model.validate_data(data)
     out = {}
@@ -120,6 +123,10 @@ def base_rate(
             )
         elif isinstance(units, Categorical):
             p = (x.sum(0) + a) / (n_data + units.k * a)
+            out[b] = torch.log(p).to(torch.get_default_dtype())
+        elif isinstance(units, Multinomial):
+            words = x.sum(0)
+            p = (words + a) / (words.sum() + units.k * a)
             out[b] = torch.log(p).to(torch.get_default_dtype())
         else:
             raise ValueError(

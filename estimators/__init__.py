@@ -14,6 +14,7 @@ from estimators.exact import exact_log_z, exact_samples
 from estimators.likelihood import log_likelihood
 from estimators.moments import moment_averaged_path
 from estimators.reverse import reverse_ais, sandwich
+from estimators.topics import lda_log_likelihood
 
 __all__ = [
     "Coverage",
@@ -30,6 +31,7 @@ __all__ = [
     "exact_samples",
     "log_likelihood",
     "log_mean_exp",
+    "lda_log_likelihood",
     "log_z_by_length",
     "mean_field_bound",
     "moment_averaged_path",

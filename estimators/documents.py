@@ -33,6 +33,7 @@ from estimators.estimate import (
     log_z_parts,
 )
 from estimators.exact import exact_free_energy, exact_log_z
+from estimators.length_path import anneal_lengths
 from estimators.path import GeometricPath
 
 __all__ = ["document_block", "log_z_by_length", "document_log_likelihood", "perplexity"]
@@ -63,23 +64,33 @@ def log_z_by_length(
     block: str | None = None,
     method: str = "auto",
     max_states: int = 2**20,
-    num_chains: int = 100,
+    num_chains: int | None = None,
     betas=None,
     generator: torch.Generator | None = None,
     progress: bool = True,
     batched: bool = True,
+    anneal: str = "lengths",
+    substeps: int | None = None,
     **ais_options,
 ) -> dict[int, Estimate]:
     """log Z_D for every distinct length D in ``lengths`` (ints, or a tensor of lengths, or a
     batch of count vectors whose row sums are taken), as {D: Estimate}.
 
     ``method="exact"`` enumerates ``ebm.documents.at_length(model, {block: D})``
-    (``estimators.exact_log_z``), ``"ais"`` anneals (``estimators.ais`` with ``num_chains`` chains
-    per length, ``betas``, ``generator`` and ``ais_options``: an estimate whose mean is below
-    log Z_D, with its standard error and ESS), and ``"auto"`` enumerates a length whose model
-    needs at most ``max_states`` configurations and anneals the others.
+    (``estimators.exact_log_z``), ``"ais"`` anneals (an estimate whose mean is below log Z_D,
+    with its standard error and ESS), and ``"auto"`` enumerates a length whose model needs at
+    most ``max_states`` configurations and anneals the others.
 
-    With ``batched`` (default) every length is annealed in one run: the model at one length per
+    ``anneal="lengths"`` (default) anneals over the length itself
+    (``estimators.length_path.anneal_lengths``): ``num_chains`` chains (default 1,000) reach
+    length 1 along the temperature path (``betas``, default 1,000), then go up the lengths with
+    ``substeps`` intermediate distributions between two lengths, and their weights on reaching D
+    give log Z_D: one run for every length, each length judged on its own. It needs the document
+    block's colour class to be summable with other blocks left (both models here).
+
+    ``anneal="temperature"`` runs the temperature path of ``estimators.ais`` (``num_chains``
+    chains per length, default 100, ``betas``, ``generator`` and ``ais_options``). With
+    ``batched`` (default) every length is annealed in one run: the model at one length per
     chain, the document block (and the blocks of its colour class: the over-replicated layer)
     summed out, the other blocks (the hidden units) annealed from a uniform base whose log Z_0
     does not depend on D; each length's chains give its own estimate and are judged on their own
@@ -89,6 +100,8 @@ def log_z_by_length(
     """
     if method not in ("auto", "exact", "ais"):
         raise ValueError(f"method must be 'auto', 'exact' or 'ais', got {method!r}")
+    if anneal not in ("lengths", "temperature"):
+        raise ValueError(f"anneal must be 'lengths' or 'temperature', got {anneal!r}")
     block = document_block(model, block)
     distinct = _distinct_lengths(lengths)
     out = {}
@@ -101,6 +114,24 @@ def log_z_by_length(
                 pass
         method = "ais"
     rest = [d for d in distinct if d not in out]
+    if method == "ais" and rest and anneal == "lengths":
+        if ais_options:
+            raise ValueError(
+                f"options {sorted(ais_options)} are for anneal='temperature'; the length path "
+                "takes num_chains, betas, substeps, generator and progress"
+            )
+        found = anneal_lengths(
+            model,
+            block,
+            rest,
+            1000 if num_chains is None else num_chains,
+            1000 if betas is None else betas,
+            substeps,
+            generator,
+            progress,
+        )
+        return dict(sorted({**out, **found}.items()))
+    num_chains = 100 if num_chains is None else num_chains
     if method == "ais" and rest and batched and not {"base", "sum_out", "path"} & set(ais_options):
         plan = _pooled_path(model, block, rest, num_chains)
         if plan is not None:
