@@ -277,21 +277,44 @@ class Multinomial(Units):
 def _multinomial_counts(natural: Tensor, lengths: Tensor, generator) -> Tensor:
     """Counts (rows, k) of ``lengths[r]`` categorical draws from softmax(natural[r]) per row r.
 
-    One pass over all the words of all rows: the rows' cumulative probabilities (float64) are
-    laid end to end, row r shifted by r, so one sorted array serves every row; a word of row r is
-    r + u with u uniform, located by binary search and counted. Cost O(sum of lengths x log(rows
-    k)), memory O(sum of lengths)."""
+    Inverse CDF: each word is a uniform located by binary search in its row's cumulative
+    probabilities (exp(natural - max) in the parameters' precision, summed and normalised in
+    float64) and counted. Where padding every row to the longest costs at most
+    twice the words drawn (equal lengths: a fixed-length block), the rows are searched side by
+    side (``_padded_draw``: a search within one row of k entries); otherwise the rows'
+    cumulative probabilities are laid end to end (``_flat_draw``: one search over rows x k
+    entries, nothing padded). Cost O(words x log k) or O(words x log(rows k))."""
     rows, k = natural.shape
-    counts = torch.zeros(rows * k, dtype=torch.float64, device=natural.device)
     total = int(lengths.sum())
     if total == 0:
-        return counts.reshape(rows, k)
-    cdf = torch.softmax(natural.double(), -1).cumsum(-1)
+        return torch.zeros(rows, k, dtype=torch.float64, device=natural.device)
+    # exp in the parameters' precision, accumulated and normalised in float64
+    weights = torch.exp(natural - natural.max(-1, keepdim=True).values)
+    cdf = weights.cumsum(-1, dtype=torch.float64)
+    cdf /= cdf[:, -1:].clone()
     cdf[:, -1] = 1.0
-    offsets = torch.arange(rows, device=natural.device, dtype=torch.float64)
+    if rows * int(lengths.max()) <= 2 * total:
+        return _padded_draw(cdf, lengths, generator)
+    return _flat_draw(cdf, lengths, total, generator)
+
+
+def _padded_draw(cdf: Tensor, lengths: Tensor, generator) -> Tensor:
+    rows, k = cdf.shape
+    longest = int(lengths.max())
+    u = torch.rand(rows, longest, generator=generator, device=cdf.device, dtype=torch.float64)
+    position = torch.searchsorted(cdf, u, right=True).clamp_(max=k - 1)
+    present = torch.arange(longest, device=cdf.device)[None, :] < lengths.to(cdf.device)[:, None]
+    counts = torch.zeros(rows, k, dtype=torch.float64, device=cdf.device)
+    return counts.scatter_add_(1, position, present.double())
+
+
+def _flat_draw(cdf: Tensor, lengths: Tensor, total: int, generator) -> Tensor:
+    rows, k = cdf.shape
+    counts = torch.zeros(rows * k, dtype=torch.float64, device=cdf.device)
+    offsets = torch.arange(rows, device=cdf.device, dtype=torch.float64)
     flat = (cdf + offsets[:, None]).reshape(-1)
-    row_of_word = torch.repeat_interleave(torch.arange(rows, device=natural.device), lengths)
-    u = torch.rand(total, generator=generator, device=natural.device, dtype=torch.float64)
+    row_of_word = torch.repeat_interleave(torch.arange(rows, device=cdf.device), lengths)
+    u = torch.rand(total, generator=generator, device=cdf.device, dtype=torch.float64)
     position = torch.searchsorted(flat, row_of_word.double() + u, right=True)
     # a uniform at the very top of a row's range rounds onto the next row's first entry
     position = torch.minimum(position, row_of_word * k + (k - 1))

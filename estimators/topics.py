@@ -32,6 +32,7 @@ def lda_log_likelihood(
     counts: Tensor,
     num_particles: int = 100,
     moves: int = 5,
+    groups: int = 10,
     generator: torch.Generator | None = None,
 ) -> Estimate:
     """Mean over documents of log p(w_n | alpha, phi) under LDA, by sequential importance
@@ -50,15 +51,22 @@ def lda_log_likelihood(
     collapsed Gibbs updates of assignments at random positions among the first i + 1 leave
     p(z_1..z_(i+1) | w_1..w_(i+1)) invariant. The weight's expectation is p(w) exactly (an
     annealed importance sampler whose intermediate distributions are the posteriors of the
-    document's prefixes), so log p-hat(w) = log mean of the particles' weights satisfies
-    E[log p-hat] <= log p(w): a stochastic lower bound, like AIS's log Z-hat (which makes a
-    Boltzmann machine's log p-hat high instead).
+    document's prefixes).
 
-    ``stderr`` combines the per-document delta-method errors (the Monte Carlo error); the spread
-    over documents is in ``extras['stderr_examples']``; ``extras`` also has ``per_example``,
-    ``ess`` (per document), ``lengths``, ``words``, ``perplexity`` = exp(-sum_n log p-hat_n /
-    sum_n D_n) with ``perplexity_ci`` (from the Monte Carlo error) and
-    ``perplexity_per_document``.
+    The particles run in ``groups`` independent groups, each a sequential Monte Carlo sampler:
+    when a group's weights degenerate (ESS below half its particles) after a word's
+    reweighting, the group resamples (multinomially, by weight) before the word's topic is drawn,
+    its running estimate taking the factor mean(w) and its weights reset. Each group's product
+    Z-hat_r is an unbiased estimate of p(w) (Del Moral, Doucet & Jasra 2006), so log p-hat(w) =
+    log mean_r Z-hat_r satisfies E[log p-hat] <= log p(w): a stochastic lower bound, like AIS's
+    log Z-hat (which makes a Boltzmann machine's log p-hat high instead); its error is the
+    delta-method one over the independent groups.
+
+    ``stderr`` combines the per-document errors (the Monte Carlo error); the spread over
+    documents is in ``extras['stderr_examples']``; ``extras`` also has ``per_example``,
+    ``ess`` (per document, of the groups' Z-hat, out of ``groups``), ``lengths``, ``words``,
+    ``perplexity`` = exp(-sum_n log p-hat_n / sum_n D_n) with ``perplexity_ci`` (from the Monte
+    Carlo error) and ``perplexity_per_document``.
     """
     start = time.perf_counter()
     phi = _topic_distributions(topics)
@@ -71,9 +79,18 @@ def lda_log_likelihood(
         raise ValueError(f"num_particles must be an int >= 2, got {num_particles!r}")
     if isinstance(moves, bool) or not isinstance(moves, int) or moves < 0:
         raise ValueError(f"moves must be an int >= 0, got {moves!r}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
+        raise ValueError(f"groups must be an int >= 2, got {groups!r}")
+    if num_particles % groups or num_particles // groups < 2:
+        raise ValueError(
+            f"num_particles ({num_particles}) must be a multiple of groups ({groups}) with at "
+            "least 2 particles a group"
+        )
     words, present = _word_sequences(v)
-    log_w = _sequential_weights(phi, alpha, words, present, num_particles, moves, generator)
-    parts = [log_mean_exp(row) for row in log_w]
+    log_z = _sequential_weights(
+        phi, alpha, words, present, (groups, num_particles // groups), moves, generator
+    )
+    parts = [log_mean_exp(row) for row in log_z]
     log_p = torch.tensor([p[0] for p in parts], dtype=torch.float64)
     return _summary(log_p, [p[1] for p in parts], [p[2] for p in parts], v, num_particles, start)
 
@@ -91,43 +108,75 @@ def _word_sequences(v: Tensor) -> tuple[Tensor, Tensor]:
     return words, present
 
 
-def _sequential_weights(phi, alpha, words, present, particles, moves, generator) -> Tensor:
-    """log weights (documents, particles) of the sequential sampler, all documents at once."""
+def _sequential_weights(phi, alpha, words, present, shape, moves, generator) -> Tensor:
+    """log Z-hat (documents, groups) of the groups' samplers, all documents at once (longest
+    first, so that the documents still taking words at step i are a prefix)."""
+    groups, size = shape
+    order = torch.argsort(present.sum(1), descending=True, stable=True)
+    words, lengths = words[order], present.sum(1)[order]
     n_docs, longest = words.shape
     k = phi.shape[0]
-    z = torch.zeros(n_docs, particles, longest, dtype=torch.int64)
-    counts = torch.zeros(n_docs, particles, k, dtype=torch.float64)
-    log_w = torch.zeros(n_docs, particles, dtype=torch.float64)
+    z = torch.zeros(n_docs, groups * size, longest, dtype=torch.int64)
+    counts = torch.zeros(n_docs, groups * size, k, dtype=torch.float64)
+    log_w = torch.zeros(n_docs, groups, size, dtype=torch.float64)
+    log_z = torch.zeros(n_docs, groups, dtype=torch.float64)
     emission = phi.T  # (vocabulary, K)
     for i in range(longest):
-        active = present[:, i]  # (docs,)
-        like = emission[words[:, i]][:, None, :]  # (docs, 1, K)
-        joint = (counts + alpha) * like  # (docs, particles, K)
-        predictive = joint.sum(-1) / (i + float(alpha.sum()))
-        log_w += torch.where(active[:, None], torch.log(predictive), 0.0)
-        new = _categorical(joint, generator)
-        z[:, :, i] = new
-        counts += torch.nn.functional.one_hot(new, k).double() * active[:, None, None]
+        n = int((lengths > i).sum())  # the documents with a word i
+        like = emission[words[:n, i]][:, None, :]  # (n, 1, K)
+        predictive = ((counts[:n] + alpha) * like).sum(-1) / (i + float(alpha.sum()))
+        log_w[:n] += torch.log(predictive).view(n, groups, size)
+        _resample(z[:n], counts[:n], log_w[:n], log_z[:n], i, generator)
+        new = _categorical((counts[:n] + alpha) * like, generator)
+        z[:n, :, i] = new
+        _add_topic(counts[:n], new, torch.ones(new.shape, dtype=torch.float64))
         for _ in range(moves):
-            _gibbs_update(z, counts, words, emission, alpha, active, i, generator)
-    return log_w
+            _gibbs_update(z[:n], counts[:n], words[:n], emission, alpha, i, generator)
+    log_z += torch.logsumexp(log_w, -1) - math.log(size)
+    out = torch.empty_like(log_z)
+    out[order] = log_z
+    return out
 
 
-def _gibbs_update(z, counts, words, emission, alpha, active, i, generator) -> None:
+def _resample(z, counts, log_w, log_z, i, generator) -> None:
+    """Resample, in place, the groups whose ESS fell below half their particles: their running
+    log Z-hat takes log mean w, their particles are drawn by weight and their weights reset."""
+    n, groups, size = log_w.shape
+    norm = torch.logsumexp(log_w, -1, keepdim=True)
+    ess = torch.exp(2 * norm[..., 0] - torch.logsumexp(2 * log_w, -1))
+    low = ess < size / 2  # (n, groups)
+    if not bool(low.any()):
+        return
+    log_z += torch.where(low, norm[..., 0] - math.log(size), 0.0)
+    cdf = torch.exp(log_w - norm).cumsum(-1)
+    u = torch.rand(n, groups, size, generator=generator, dtype=cdf.dtype) * cdf[..., -1:]
+    picks = torch.searchsorted(cdf, u, right=True).clamp_(max=size - 1)
+    keep = torch.arange(size).expand(n, groups, size)
+    picks = torch.where(low[..., None], picks, keep)
+    index = (picks + size * torch.arange(groups)[:, None]).reshape(n, groups * size)
+    z[:, :, :i] = torch.gather(z[:, :, :i], 1, index[..., None].expand(n, -1, i))
+    counts.copy_(torch.gather(counts, 1, index[..., None].expand(n, -1, counts.shape[-1])))
+    log_w.masked_fill_(low[..., None], 0.0)
+
+
+def _gibbs_update(z, counts, words, emission, alpha, i, generator) -> None:
     """Collapsed Gibbs update of one assignment per document, at a position drawn uniformly
-    among the first i + 1 (documents past their last word are left alone)."""
-    n_docs, particles, _ = z.shape
-    k = counts.shape[-1]
+    among the first i + 1 (in place on views of the documents that have a word i)."""
+    n_docs = z.shape[0]
     position = torch.randint(i + 1, (n_docs,), generator=generator)
     rows = torch.arange(n_docs)
     old = z[rows, :, position]  # (docs, particles)
-    keep = active[:, None, None].double()
-    counts -= torch.nn.functional.one_hot(old, k).double() * keep
+    ones = torch.ones(old.shape, dtype=torch.float64)
+    _add_topic(counts, old, -ones)
     like = emission[words[rows, position]][:, None, :]
     new = _categorical((counts + alpha) * like, generator)
-    new = torch.where(active[:, None], new, old)
     z[rows, :, position] = new
-    counts += torch.nn.functional.one_hot(new, k).double() * keep
+    _add_topic(counts, new, ones)
+
+
+def _add_topic(counts: Tensor, topic: Tensor, amount: Tensor) -> None:
+    """counts[d, p, topic[d, p]] += amount[d, p], in place."""
+    counts.scatter_add_(-1, topic[..., None], amount[..., None])
 
 
 def _categorical(weights: Tensor, generator) -> Tensor:

@@ -4,14 +4,18 @@ Trains on a corpus cut to its --vocab most frequent training words and prints th
 of each model on the same held-out documents, with what each number is:
 
 - Replicated Softmax (``ebm.models.replicated_softmax``), CD-1 then CD-k as the paper's schedule
-  raises k; log Z_D by AIS for every test length (``estimators.log_z_by_length``), the
-  document log-likelihood from the free energy (``estimators.document_log_likelihood``).
+  raises k; log Z_D by AIS over the lengths for every test length
+  (``estimators.log_z_by_length``), the document log-likelihood from the free energy
+  (``estimators.document_log_likelihood``).
 - Over-replicated softmax (``ebm.models.over_replicated_softmax``, M = --m words in its second
   layer), started from the trained Replicated Softmax's parameters and trained jointly with
-  mean-field PCD; log Z_D by AIS (h1 annealed, v and h2 summed out); the document term is the
+  mean-field PCD; log Z_D by AIS over the lengths (h2 grown to M words, then v; h1 carried,
+  v and h2 summed out); the document term is the
   mean-field lower bound, so its perplexity is an upper bound up to log Z's error.
-- LDA (scikit-learn's ``LatentDirichletAllocation``, online variational Bayes), its perplexity
-  from the variational bound (an upper bound on its true perplexity).
+- LDA (scikit-learn's ``LatentDirichletAllocation``, batch variational Bayes), the held-out
+  log p(w) of each test document by sequential importance sampling over its words
+  (``estimators.lda_log_likelihood``, a stochastic lower bound).
+- The unigram model of the training counts (add-one smoothed), exact.
 - On the synthetic corpus, the generating model's exact perplexity (a floor in expectation).
 
 Corpora (nothing downloaded): ``reuters`` (395 stories shipped with the ``lda`` package, 25% held
@@ -105,6 +109,7 @@ def train_ors(rsm, train, args, gen) -> ebm.EnergyModel:
 
 
 def evaluate(model, test, args, gen, name) -> dict:
+    """log Z_D for every test length by AIS over the lengths, then the test perplexity."""
     start = time.perf_counter()
     log_z = estimators.log_z_by_length(
         model,
@@ -112,28 +117,49 @@ def evaluate(model, test, args, gen, name) -> dict:
         method="ais",
         num_chains=args.ais_chains,
         betas=args.betas,
+        substeps=args.substeps,
         generator=gen,
-        progress=False,
+        progress=not args.quick,
     )
     estimate = estimators.document_log_likelihood(model, {"v": test.counts}, log_z)
     ppl, (lo, hi) = estimators.perplexity(estimate)
     worst_ess = min(e.ess for e in log_z.values())
+    worst_sd = max(float(e.log_weights.std()) for e in log_z.values())
+    untrusted = sum(not e.trusted for e in log_z.values())
     print(f"{name}: {estimate}")
-    print(f"  log Z_D: {len(log_z)} lengths, smallest ESS {worst_ess:.1f} of {args.ais_chains}")
+    print(
+        f"  log Z_D: {len(log_z)} lengths, smallest ESS {worst_ess:.1f} of {args.ais_chains}, "
+        f"largest sd(log w) {worst_sd:.2f}, {untrusted} flagged"
+    )
     return {
         "perplexity": ppl,
-        "ci": [lo, hi],
+        "ci_monte_carlo": list(_monte_carlo_interval(estimate)),
+        "ci_with_test_set_spread": [lo, hi],
         "kind": estimate.kind,
         "mean_log_p": estimate.value,
-        "stderr": estimate.stderr,
+        "stderr_log_z": estimate.extras["stderr_log_z"],
+        "stderr_examples": estimate.extras["stderr_examples"],
         "lengths": len(log_z),
         "min_ess": worst_ess,
+        "max_log_weight_sd": worst_sd,
+        "lengths_flagged": untrusted,
         "trusted": estimate.trusted,
         "seconds": time.perf_counter() - start,
     }
 
 
-def lda_perplexity(train, test, args) -> dict:
+def _monte_carlo_interval(estimate) -> tuple[float, float]:
+    """95% perplexity interval from the log Z_D errors alone (the test documents held fixed)."""
+    words, n = estimate.extras["words"], estimate.extras["examples"]
+    per_word = estimate.value * n / words
+    half = 1.96 * estimate.extras["stderr_log_z"] * n / words
+    return math.exp(-per_word - half), math.exp(-per_word + half)
+
+
+def lda_perplexity(train, test, args, gen) -> dict:
+    """scikit-learn's LDA fitted on the training counts; the held-out log p(w) of each test
+    document by sequential importance sampling over its words (``estimators.lda_log_likelihood``:
+    a stochastic lower bound, so the perplexity is high in expectation)."""
     from sklearn.decomposition import LatentDirichletAllocation
 
     start = time.perf_counter()
@@ -144,13 +170,30 @@ def lda_perplexity(train, test, args) -> dict:
         random_state=args.seed,
     )
     lda.fit(train.counts.numpy())
-    ppl = float(lda.perplexity(test.counts.numpy()))
-    print(f"LDA ({args.hidden} topics): variational-bound perplexity {ppl:.1f}")
+    estimate = estimators.lda_log_likelihood(
+        torch.as_tensor(lda.components_),
+        lda.doc_topic_prior_,
+        test.counts,
+        num_particles=args.lda_particles,
+        generator=gen,
+    )
+    ppl = estimate.extras["perplexity"]
+    print(f"LDA ({args.hidden} topics): {estimate}")
     return {
         "perplexity": ppl,
-        "kind": "upper_bound (variational)",
+        "ci_monte_carlo": list(estimate.extras["perplexity_ci"]),
+        "kind": "point (sequential importance sampling; log p-hat low in expectation)",
+        "min_ess": estimate.ess,
+        "sklearn_perplexity": float(lda.perplexity(test.counts.numpy())),
         "seconds": time.perf_counter() - start,
     }
+
+
+def unigram_perplexity(train, test) -> dict:
+    """The training corpus's word frequencies (add-one smoothed): an exact baseline."""
+    p = (train.counts.sum(0).double() + 1) / (train.counts.sum() + train.counts.shape[1])
+    log_p = (test.counts.double() * torch.log(p)).sum()
+    return {"perplexity": math.exp(-float(log_p) / float(test.counts.sum())), "kind": "exact"}
 
 
 def top_words(model, vocabulary, count=8, units=5) -> list[list[str]]:
@@ -174,8 +217,10 @@ def main() -> None:
     parser.add_argument("--joint-epochs", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--documents", type=int, default=2000, help="synthetic corpus size")
-    parser.add_argument("--ais-chains", type=int, default=100)
-    parser.add_argument("--betas", type=int, default=2000)
+    parser.add_argument("--ais-chains", type=int, default=1000)
+    parser.add_argument("--betas", type=int, default=1000, help="temperature path at length 1")
+    parser.add_argument("--substeps", type=int, default=None, help="between two lengths")
+    parser.add_argument("--lda-particles", type=int, default=1000)
     parser.add_argument("--lda-iterations", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -185,7 +230,7 @@ def main() -> None:
     if args.quick:
         args.corpus, args.vocab, args.hidden, args.m, args.documents = "synthetic", 30, 5, 5, 200
         args.epochs, args.joint_epochs, args.betas, args.ais_chains = 3, 2, 50, 20
-        args.lda_iterations, args.lr = 5, 0.01
+        args.lda_iterations, args.lr, args.lda_particles = 5, 0.01, 20
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -209,26 +254,30 @@ def main() -> None:
     ors = train_ors(rsm, train, args, gen)
     results["ors_training_seconds"] = time.perf_counter() - start
     results["over_replicated_softmax"] = evaluate(ors, test, args, gen, "Over-replicated softmax")
-    results["lda"] = lda_perplexity(train, test, args)
+    results["lda"] = lda_perplexity(train, test, args, gen)
+    results["unigram"] = unigram_perplexity(train, test)
     if full is not None:
         truth = full.extras["log_likelihood"](test.counts).sum() / test.counts.sum()
         results["generating_model"] = {"perplexity": math.exp(-float(truth)), "kind": "exact"}
-    print("\nmodel                     test perplexity   what it is")
+    print("\nmodel                     test perplexity   (95% interval)   what it is")
     for key, label in (
         ("replicated_softmax", "Replicated Softmax"),
         ("over_replicated_softmax", "Over-replicated softmax"),
         ("lda", "LDA"),
+        ("unigram", "unigram (training counts)"),
         ("generating_model", "generating model"),
     ):
         if key in results:
             r = results[key]
-            print(f"{label:<26}{r['perplexity']:>14.1f}   {r['kind']}")
+            ci = r.get("ci_monte_carlo")
+            interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+            print(f"{label:<26}{r['perplexity']:>14.1f}{interval:>18}   {r['kind']}")
     results["top_words"] = top_words(rsm, train.vocabulary)
     for j, words in enumerate(results["top_words"]):
         print(f"hidden unit {j}: {' '.join(words)}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"log Z = per-length AIS; results in {args.out / 'results.json'}")
+    print(f"[intervals: 95%, Monte Carlo error only]; results in {args.out / 'results.json'}")
 
 
 if __name__ == "__main__":

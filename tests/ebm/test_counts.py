@@ -59,18 +59,20 @@ def _tv_and_floor(p: torch.Tensor, codes: torch.Tensor, n: int):
     return total_variation(counts, p), noise_floor(p, n)
 
 
-def test_draws_follow_the_multinomial_law_at_every_length():
+@pytest.mark.parametrize("one_long_row", [False, True])
+def test_draws_follow_the_multinomial_law_at_every_length(one_long_row):
     """Rows of two lengths drawn together: each length's histogram over count vectors is within
-    the largest total variation of as many exact draws (200 replicates); lengths are kept."""
+    the largest total variation of as many exact draws (200 replicates); lengths are kept. With
+    one row of 400 words among them the rows are not padded to the longest (the other search)."""
     k, n = 4, 20_000
     eta = torch.tensor([0.3, -1.0, 1.2, 0.0], dtype=torch.float64)
-    lengths = torch.tensor([3] * n + [5] * n)
+    lengths = torch.tensor([3] * n + [5] * n + ([400] if one_long_row else []))
     units = Multinomial(k)
     draws = units.sample(
-        eta.expand(2 * n, k).contiguous(), torch.Generator().manual_seed(1), length=lengths
+        eta.expand(len(lengths), k).contiguous(), torch.Generator().manual_seed(1), length=lengths
     )
     assert torch.equal(draws.sum(-1), lengths.double())
-    for d, rows in ((3, draws[:n]), (5, draws[n:])):
+    for d, rows in ((3, draws[:n]), (5, draws[n : 2 * n])):
         fixed = Multinomial(k, d)
         states = fixed.states(torch.arange(fixed.num_states), dtype=torch.float64)
         p = fixed.distribution(eta[None]).log_prob(states).exp()
