@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +112,40 @@ def decay_groups(model: EnergyModel) -> tuple[list[nn.Parameter], list[nn.Parame
     return decayed, [p for p in trainable if p.dim() < 2 or id(p) in exempt]
 
 
+def parameter_groups(
+    model: EnergyModel, weight_decay: float, lr_multipliers: Mapping[str, float] | None = None
+) -> list[dict]:
+    """The optimiser's parameter groups: ``decay_groups``'s two, each split by learning-rate
+    multiplier (``lr_multipliers``: parameter name -> factor, default 1); each group holds its
+    ``weight_decay`` and its ``lr_multiplier``. Unknown names, and factors that are not finite
+    and positive, are refused."""
+    multipliers = dict(lr_multipliers or {})
+    names = {id(p): n for n, p in model.named_parameters()}
+    unknown = sorted(set(multipliers) - set(names.values()))
+    if unknown:
+        raise ValueError(
+            f"lr_multipliers names {unknown}, not parameters of the model "
+            f"(it has {sorted(names.values())})"
+        )
+    for name, factor in multipliers.items():
+        if (
+            isinstance(factor, bool)
+            or not isinstance(factor, (int, float))
+            or not (math.isfinite(factor) and factor > 0)
+        ):
+            raise ValueError(f"lr_multipliers[{name!r}] must be a positive number, got {factor!r}")
+    groups = []
+    for params, decay in zip(decay_groups(model), (weight_decay, 0.0), strict=True):
+        by_factor: dict[float, list[nn.Parameter]] = {}
+        for p in params:
+            by_factor.setdefault(float(multipliers.get(names[id(p)], 1.0)), []).append(p)
+        if not by_factor:
+            by_factor[1.0] = []
+        for factor, members in by_factor.items():
+            groups.append({"params": members, "weight_decay": decay, "lr_multiplier": factor})
+    return groups
+
+
 def optimizer_setting_out_of_range(
     lr: float, momentum: float, weight_decay: float
 ) -> tuple[str, float] | None:
@@ -186,6 +220,7 @@ def fit(
     lr_schedule: Callable[[int], float] | None = None,
     momentum_schedule: Callable[[int], float] | None = None,
     batch_transform: Callable[[dict, torch.Generator | None], object] | None = None,
+    lr_multipliers: Mapping[str, float] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` by minibatch SGD with momentum on the loss
 
@@ -211,6 +246,10 @@ def fit(
     transform is given its rows as one tensor), and each
     transformed batch is checked like data. The draws come from ``generator``, so a checkpointed
     run resumes them exactly.
+    ``lr_multipliers``: {parameter name (as ``model.named_parameters()`` gives it): factor} on
+    ``lr`` for that parameter (default 1), e.g. ``{"factors.a.bias": 1 / D}`` for a hidden bias
+    whose gradient carries the document length D, as the Replicated Softmax's published update
+    divides it.
     """
     _check_fit_arguments(
         model,
@@ -242,22 +281,21 @@ def fit(
             f"the hidden blocks {model.hidden()} cannot be summed out; the sampler must "
             f"provide positive(model, data_state, generator)"
         )
-    weights, others = decay_groups(model)
     optimizer = torch.optim.SGD(
-        [
-            {"params": weights, "weight_decay": weight_decay},
-            {"params": others, "weight_decay": 0.0},
-        ],
-        lr=lr,
-        momentum=momentum,
+        parameter_groups(model, weight_decay, lr_multipliers), lr=lr, momentum=momentum
     )
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_multiplier"]
     device = model.device
     if checkpoint is not None and generator is None:
         generator = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,))))
     history = History()
     position = _Position()
     if checkpoint is not None and Path(checkpoint).exists():
+        multipliers = [group["lr_multiplier"] for group in optimizer.param_groups]
         position = _load(checkpoint, model, optimizer, sampler, generator, history, n_data)
+        for group, factor in zip(optimizer.param_groups, multipliers, strict=True):
+            group["lr_multiplier"] = factor  # a checkpoint from before lr_multipliers lacks it
     bar = tqdm(
         range(position.epoch, epochs + 1),
         desc="fit",
@@ -282,7 +320,7 @@ def fit(
                     if not factor >= 0:
                         raise ValueError(f"lr_schedule({epoch}) = {factor}; need a factor >= 0")
                     for group in optimizer.param_groups:
-                        group["lr"] = lr * factor
+                        group["lr"] = lr * factor * group["lr_multiplier"]
                 if momentum_schedule is not None:
                     value = float(momentum_schedule(epoch))
                     if not 0 <= value < 1:

@@ -1,7 +1,7 @@
 """samplers: MCMC kernels and runners over ``ebm`` models (imports ``ebm`` only)."""
 
 from samplers.compare import Comparison, compare
-from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD, SharedCopiesCD
+from samplers.contrastive import CD, HMCCD, PCD, MeanFieldPCD, ScaledCopyCD, SharedCopiesCD
 from samplers.gibbs import BlockGibbs
 from samplers.hmc import BatchedHMC, hmc_step
 from samplers.kernel import Kernel, StepInfo
@@ -29,6 +29,7 @@ __all__ = [
     "ParallelTempering",
     "CD",
     "SharedCopiesCD",
+    "ScaledCopyCD",
     "PCD",
     "MeanFieldPCD",
     "HMCCD",

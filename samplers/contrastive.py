@@ -19,7 +19,7 @@ from samplers.hmc import BatchedHMC
 from samplers.kernel import Kernel, check_count, check_num_chains
 from samplers.runner import run_chain
 
-__all__ = ["CD", "SharedCopiesCD", "PCD", "MeanFieldPCD", "HMCCD"]
+__all__ = ["CD", "SharedCopiesCD", "ScaledCopyCD", "PCD", "MeanFieldPCD", "HMCCD"]
 
 KernelFactory = Callable[[EnergyModel], Kernel]
 
@@ -137,6 +137,76 @@ class SharedCopiesCD:
         return f"SharedCopiesCD(k={self.k})"
 
 
+class ScaledCopyCD:
+    """CD-k for pretraining the over-replicated softmax (``ebm.models.over_replicated_softmax``)
+    as Srivastava, Salakhutdinov & Hinton (2013) do: the hidden count block ``copy`` (h2, M words)
+    is held at (M / D) v, the data's D-word counts v (block ``source``) scaled to M words, so that
+    the first hidden layer sees the document as D + M words,
+
+        p(h1 | v) = sigma((1 + M/D) W^T v + (D + M) a),
+
+    while v' ~ Multinomial(D, softmax(W h1 + b)) as in a Replicated Softmax. The positive state
+    is (v, h1 = p(h1 | v), h2 = (M/D) v); the negative one starts from a draw of h1 and takes k
+    steps v' ~ p(v | h1), h2' = (M/D) v', h1 ~ p(h1 | v', h2'), ending with h1 at its
+    probabilities. The loss E(positive) - E(negative) then has the RSM's CD-k gradient with the
+    W and b terms scaled by 1 + M/D. Like ``SharedCopiesCD`` this is a pretraining rule, not Gibbs
+    sampling of the model (h2 is never drawn), and biased like CD-k."""
+
+    def __init__(self, k: int = 1, copy: str = "h2", source: str = "v"):
+        self.k = check_count(k, "k")
+        self.copy, self.source = copy, source
+
+    def _scale(self, model: EnergyModel, counts: torch.Tensor) -> torch.Tensor:
+        """(M / D) per row: the factor taking the source's counts to the copy's length."""
+        if self.copy not in model.units or self.source not in model.units:
+            raise ValueError(
+                f"ScaledCopyCD needs blocks {self.copy!r} and {self.source!r}; the model has "
+                f"{model.blocks}"
+            )
+        units, source = model.units[self.copy], model.units[self.source]
+        length, k = getattr(units, "length", None), getattr(units, "k", None)
+        if not isinstance(length, int) or k != getattr(source, "k", None):
+            raise ValueError(
+                f"ScaledCopyCD holds block {self.copy!r} at a scaled copy of {self.source!r}: "
+                f"both must be Multinomial blocks over the same words, {self.copy!r} of a fixed "
+                f"length (got {units!r} and {source!r})"
+            )
+        return length / counts.sum(-1, keepdim=True).clamp_min(1)
+
+    def _given(self, model: EnergyModel, counts: torch.Tensor) -> dict:
+        return {self.source: counts, self.copy: self._scale(model, counts) * counts}
+
+    def initial_means(self, model: EnergyModel, data: dict) -> dict:
+        """The hidden blocks of the positive state, {h1: p(h1 | v), h2: (M/D) v}: the starting
+        point of the paper's mean-field inference (``MeanFieldPCD(init=...)``,
+        ``ebm.inference.mean_field(init=...)``)."""
+        state = {**data, **self._given(model, data[self.source])}
+        for block in [b for b in model.blocks if b not in state]:
+            state[block] = model.conditional(block, state).mean
+        return {b: x for b, x in state.items() if b not in data}
+
+    def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        return {**data, **self.initial_means(model, data)}
+
+    def negative(self, model: EnergyModel, data: dict, generator=None) -> dict:
+        state = {**data, **self._given(model, data[self.source])}
+        hidden = [b for b in model.blocks if b not in state]
+        state = model.with_placeholders(state, hidden)
+        for block in hidden:
+            state[block] = model.sample_block(block, state, generator)
+        for step in range(self.k):
+            state.update(self._given(model, model.sample_block(self.source, state, generator)))
+            for block in hidden:
+                if step == self.k - 1:
+                    state[block] = model.conditional(block, state).mean
+                else:
+                    state[block] = model.sample_block(block, state, generator)
+        return state
+
+    def __repr__(self) -> str:
+        return f"ScaledCopyCD(k={self.k}, copy={self.copy!r}, source={self.source!r})"
+
+
 class PCD:
     """Persistent contrastive divergence (Tieleman 2008): ``num_chains`` chains persist across
     parameter updates, each update advancing them by k block Gibbs sweeps. They start from
@@ -203,7 +273,10 @@ class MeanFieldPCD(PCD):
     posterior (``ebm.inference.mean_field``, at most ``max_sweeps`` sweeps), whose means fill the
     hidden blocks of the positive state (the energy is linear in each block, so the gradient of
     E(v, mu) is the mean-field estimate of the data moments), and the model term uses
-    ``num_chains`` persistent chains advanced by k block Gibbs sweeps per update.
+    ``num_chains`` persistent chains advanced by k block Gibbs sweeps per update. ``init``: a
+    function (model, data) -> {hidden block: starting means} for the mean-field fit (default:
+    each block's mean at zero natural parameters), e.g. ``ScaledCopyCD().initial_means`` for
+    the over-replicated softmax.
 
     The gradient follows a lower bound on the log-likelihood (the mean-field bound) rather than
     the log-likelihood itself, plus the bias of the persistent chains."""
@@ -215,12 +288,17 @@ class MeanFieldPCD(PCD):
         max_sweeps: int = 10,
         tol: float = 1e-4,
         kernel: KernelFactory | None = None,
+        init: Callable[[EnergyModel, dict], dict] | None = None,
     ):
         super().__init__(num_chains, k, kernel)
         self.max_sweeps, self.tol = max_sweeps, tol
+        if init is not None and not callable(init):
+            raise TypeError(f"init must be callable (model, data) -> {{block: means}}, got {init!r}")
+        self.init = init
 
     def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
-        q = mean_field(model, data, max_sweeps=self.max_sweeps, tol=self.tol)
+        start = None if self.init is None else self.init(model, data)
+        q = mean_field(model, data, max_sweeps=self.max_sweeps, tol=self.tol, init=start)
         return {**data, **q.means}
 
     def __repr__(self) -> str:
