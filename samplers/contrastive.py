@@ -293,7 +293,9 @@ class MeanFieldPCD(PCD):
         super().__init__(num_chains, k, kernel)
         self.max_sweeps, self.tol = max_sweeps, tol
         if init is not None and not callable(init):
-            raise TypeError(f"init must be callable (model, data) -> {{block: means}}, got {init!r}")
+            raise TypeError(
+                f"init must be callable (model, data) -> {{block: means}}, got {init!r}"
+            )
         self.init = init
 
     def positive(self, model: EnergyModel, data: dict, generator=None) -> dict:
