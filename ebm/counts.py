@@ -187,7 +187,7 @@ class Multinomial(Units):
         """Counts of D draws from softmax(natural) per row, D the row's length: the words are
         drawn by inverse CDF (float64) from the generator's uniforms and counted."""
         d = self._length(length, natural).to(torch.int64).expand(natural.shape[0]).reshape(-1)
-        return _multinomial_counts(natural.detach(), d, generator).to(natural.dtype)
+        return _multinomial_counts(natural.detach(), d, generator)
 
     def mean(self, natural: Tensor, length=None) -> Tensor:
         d = self._length(length, natural)
@@ -275,50 +275,76 @@ class Multinomial(Units):
 
 
 def _multinomial_counts(natural: Tensor, lengths: Tensor, generator) -> Tensor:
-    """Counts (rows, k) of ``lengths[r]`` categorical draws from softmax(natural[r]) per row r.
+    """Counts (rows, k) of ``lengths[r]`` categorical draws from softmax(natural[r]) per row r,
+    in the dtype of ``natural`` (counts are exact integers there up to 2^24).
 
-    Inverse CDF: each word is a uniform located by binary search in its row's cumulative
-    probabilities (exp(natural - max) in the parameters' precision, summed and normalised in
-    float64) and counted. Where padding every row to the longest costs at most
-    twice the words drawn (equal lengths: a fixed-length block), the rows are searched side by
-    side (``_padded_draw``: a search within one row of k entries); otherwise the rows'
-    cumulative probabilities are laid end to end (``_flat_draw``: one search over rows x k
-    entries, nothing padded). Cost O(words x log k) or O(words x log(rows k))."""
+    Inverse CDF: the row's cumulative probabilities (exp(natural - max) in the parameters'
+    precision, converted, summed and normalised in float64) are searched for the row's D
+    uniforms, drawn already sorted (``_sorted_uniforms``: the counts depend only on the set of
+    uniforms, and sorted queries walk the cumulative probabilities in order), and the words
+    counted. Where padding every row to the longest costs at most twice the words drawn (equal
+    lengths: a fixed-length block), the rows are searched side by side (``_padded_draw``: a
+    search within one row of k entries); otherwise the rows' cumulative probabilities are laid
+    end to end (``_flat_draw``: one search over rows x k entries, nothing padded). Cost
+    O(rows x k) for the probabilities plus O(words x log k) or O(words x log(rows k))."""
     rows, k = natural.shape
     total = int(lengths.sum())
     if total == 0:
-        return torch.zeros(rows, k, dtype=torch.float64, device=natural.device)
-    # exp in the parameters' precision, accumulated and normalised in float64
+        return torch.zeros(rows, k, dtype=natural.dtype, device=natural.device)
     weights = torch.exp(natural - natural.max(-1, keepdim=True).values)
-    cdf = weights.cumsum(-1, dtype=torch.float64)
+    # converted before the sum: cumsum's own dtype argument takes a far slower path on the CPU
+    cdf = weights.double().cumsum_(-1) if weights.dtype != torch.float64 else weights.cumsum_(-1)
     cdf /= cdf[:, -1:].clone()
     cdf[:, -1] = 1.0
     if rows * int(lengths.max()) <= 2 * total:
-        return _padded_draw(cdf, lengths, generator)
-    return _flat_draw(cdf, lengths, total, generator)
+        counts = _padded_draw(cdf, lengths, generator, natural.dtype)
+    else:
+        counts = _flat_draw(cdf, lengths, total, generator, natural.dtype)
+    return counts
 
 
-def _padded_draw(cdf: Tensor, lengths: Tensor, generator) -> Tensor:
+def _padded_draw(cdf: Tensor, lengths: Tensor, generator, dtype) -> Tensor:
+    """Row r's D_r uniforms, sorted, as (E_1 + ... + E_i) / (E_1 + ... + E_{D_r + 1}) for
+    i <= D_r from one row of standard exponentials (the order statistics of D_r uniforms); the
+    padding beyond D_r lands above 1 and is not counted."""
     rows, k = cdf.shape
     longest = int(lengths.max())
-    u = torch.rand(rows, longest, generator=generator, device=cdf.device, dtype=torch.float64)
+    lengths = lengths.to(cdf.device)
+    spacings = torch.empty(rows, longest + 1, device=cdf.device, dtype=torch.float64)
+    sums = spacings.exponential_(generator=generator).cumsum_(-1)
+    u = sums[:, :longest] / sums.gather(1, lengths[:, None])
     position = torch.searchsorted(cdf, u, right=True).clamp_(max=k - 1)
-    present = torch.arange(longest, device=cdf.device)[None, :] < lengths.to(cdf.device)[:, None]
-    counts = torch.zeros(rows, k, dtype=torch.float64, device=cdf.device)
-    return counts.scatter_add_(1, position, present.double())
+    present = torch.arange(longest, device=cdf.device)[None, :] < lengths[:, None]
+    counts = torch.zeros(rows, k, dtype=dtype, device=cdf.device)
+    return counts.scatter_add_(1, position, present.to(dtype))
 
 
-def _flat_draw(cdf: Tensor, lengths: Tensor, total: int, generator) -> Tensor:
+def _sorted_uniforms(lengths: Tensor, total: int, generator) -> tuple[Tensor, Tensor]:
+    """(u, row of each word): each row's D_r uniforms in ascending order, rows one after the
+    other, from one run of standard exponentials E (D_r + 1 per row): the partial sums of a
+    row's E over their total are the order statistics of D_r uniforms."""
+    rows, device = lengths.numel(), lengths.device
+    sums = torch.empty(total + rows, device=device, dtype=torch.float64)
+    sums.exponential_(generator=generator).cumsum_(0)
+    last = torch.cumsum(lengths + 1, 0) - 1  # each row's (D_r + 1)-th exponential
+    before = last - lengths - 1  # the entry before the row's first; -1 for the first row
+    base = torch.where(before >= 0, sums[before.clamp_min(0)], torch.zeros_like(sums[last]))
+    row_of_word = torch.repeat_interleave(torch.arange(rows, device=device), lengths)
+    index = torch.arange(total, device=device) + row_of_word  # skips each earlier row's last
+    u = (sums[index] - base[row_of_word]) / (sums[last] - base)[row_of_word]
+    return u, row_of_word
+
+
+def _flat_draw(cdf: Tensor, lengths: Tensor, total: int, generator, dtype) -> Tensor:
     rows, k = cdf.shape
-    counts = torch.zeros(rows * k, dtype=torch.float64, device=cdf.device)
+    u, row_of_word = _sorted_uniforms(lengths.to(cdf.device), total, generator)
     offsets = torch.arange(rows, device=cdf.device, dtype=torch.float64)
     flat = (cdf + offsets[:, None]).reshape(-1)
-    row_of_word = torch.repeat_interleave(torch.arange(rows, device=cdf.device), lengths)
-    u = torch.rand(total, generator=generator, device=cdf.device, dtype=torch.float64)
     position = torch.searchsorted(flat, row_of_word.double() + u, right=True)
     # a uniform at the very top of a row's range rounds onto the next row's first entry
     position = torch.minimum(position, row_of_word * k + (k - 1))
-    counts.index_add_(0, position, torch.ones_like(u))
+    counts = torch.zeros(rows * k, dtype=dtype, device=cdf.device)
+    counts.index_add_(0, position, torch.ones(total, dtype=dtype, device=cdf.device))
     return counts.reshape(rows, k)
 
 

@@ -4,11 +4,12 @@ Trains on a corpus cut to its --vocab most frequent training words and prints th
 of each model on the same held-out documents, with what each number is:
 
 - Replicated Softmax (``ebm.models.replicated_softmax``), CD-1 then CD-k as the paper's schedule
-  raises k; log Z_D by AIS over the lengths for every test length
+  raises k, the hidden bias's rate divided by the mean length as in the published update;
+  log Z_D by AIS over the lengths for every test length
   (``estimators.log_z_by_length``), the document log-likelihood from the free energy
   (``estimators.document_log_likelihood``).
 - Over-replicated softmax (``ebm.models.over_replicated_softmax``, M = --m words in its second
-  layer), started from the trained Replicated Softmax's parameters and trained jointly with
+  layer), pretrained by the published rule (``samplers.ScaledCopyCD``) and trained jointly with
   mean-field PCD; log Z_D by AIS over the lengths (h2 grown to M words, then v; h1 carried,
   v and h2 summed out); the document term is the
   mean-field lower bound, so its perplexity is an upper bound up to log Z's error.
@@ -63,17 +64,16 @@ def load(args) -> tuple[ebm.corpora.Corpus, ebm.corpora.Corpus, ebm.corpora.Corp
     return train, test, full
 
 
-def train_rsm(train, args, gen) -> ebm.EnergyModel:
-    """CD-k with k = 1 for the first third of the epochs, 3 for the next, 5 for the last (the
+def _raising_k(model, train, args, gen, rule, lr_multipliers) -> None:
+    """The rule with k = 1 for the first third of the epochs, 3 for the next, 5 for the last (the
     Replicated Softmax paper raises k from 1 to 5 during training)."""
-    model = ebm.models.replicated_softmax(train.counts.shape[1], args.hidden)
     thirds = [args.epochs // 3, args.epochs // 3, args.epochs - 2 * (args.epochs // 3)]
     for k, epochs in zip((1, 3, 5), thirds, strict=True):
         if epochs:
             ebm.fit(
                 model,
                 {"v": train.counts},
-                samplers.CD(k),
+                rule(k),
                 epochs=epochs,
                 batch_size=50,
                 lr=args.lr,
@@ -81,22 +81,31 @@ def train_rsm(train, args, gen) -> ebm.EnergyModel:
                 weight_decay=1e-4,
                 generator=gen,
                 progress=not args.quick,
+                lr_multipliers=lr_multipliers,
             )
+
+
+def train_rsm(train, args, gen) -> ebm.EnergyModel:
+    """CD-k, k raised from 1 to 5; the hidden bias (its energy term D c . h) learns at lr / D-bar
+    (D-bar the mean training length), as the published update divides its gradient by D."""
+    model = ebm.models.replicated_softmax(train.counts.shape[1], args.hidden)
+    mean_length = float(train.lengths.double().mean())
+    _raising_k(model, train, args, gen, samplers.CD, {"factors.c.bias": 1 / mean_length})
     return model
 
 
-def train_ors(rsm, train, args, gen) -> ebm.EnergyModel:
-    """The over-replicated model started from the Replicated Softmax's W, b and c, then trained
-    jointly: mean-field posterior for the data term, persistent chains for the model term."""
+def train_ors(train, args, gen) -> ebm.EnergyModel:
+    """Pretraining as published (``samplers.ScaledCopyCD``: h2 held at (M/D) v, k raised from 1
+    to 5), then joint training: the mean-field posterior started at the pretraining's up-pass for
+    the data term, persistent chains for the model term. The hidden bias (energy term
+    (D + M) a . h1) learns at lr / (D-bar + M)."""
     model = ebm.models.over_replicated_softmax(train.counts.shape[1], args.hidden, args.m)
-    with torch.no_grad():
-        model.factors["w"].weight.copy_(rsm.factors["w"].weight)
-        model.factors["b"].bias.copy_(rsm.factors["b"].bias)
-        model.factors["a"].bias.copy_(rsm.factors["c"].bias)
+    slower = {"factors.a.bias": 1 / (float(train.lengths.double().mean()) + args.m)}
+    _raising_k(model, train, args, gen, samplers.ScaledCopyCD, slower)
     ebm.fit(
         model,
         {"v": train.counts},
-        samplers.MeanFieldPCD(100, k=1, max_sweeps=10),
+        samplers.MeanFieldPCD(100, k=1, max_sweeps=10, init=samplers.ScaledCopyCD().initial_means),
         epochs=args.joint_epochs,
         batch_size=50,
         lr=args.lr / 2,
@@ -104,6 +113,7 @@ def train_ors(rsm, train, args, gen) -> ebm.EnergyModel:
         weight_decay=1e-4,
         generator=gen,
         progress=not args.quick,
+        lr_multipliers=slower,
     )
     return model
 
@@ -219,7 +229,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=2000, help="synthetic corpus size")
     parser.add_argument("--ais-chains", type=int, default=1000)
     parser.add_argument("--betas", type=int, default=1000, help="temperature path at length 1")
-    parser.add_argument("--substeps", type=int, default=None, help="between two lengths")
+    parser.add_argument("--substeps", type=int, default=20, help="between two lengths")
     parser.add_argument("--lda-particles", type=int, default=1000)
     parser.add_argument("--lda-iterations", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -251,7 +261,7 @@ def main() -> None:
     results["rsm_training_seconds"] = time.perf_counter() - start
     results["replicated_softmax"] = evaluate(rsm, test, args, gen, "Replicated Softmax")
     start = time.perf_counter()
-    ors = train_ors(rsm, train, args, gen)
+    ors = train_ors(train, args, gen)
     results["ors_training_seconds"] = time.perf_counter() - start
     results["over_replicated_softmax"] = evaluate(ors, test, args, gen, "Over-replicated softmax")
     results["lda"] = lda_perplexity(train, test, args, gen)
