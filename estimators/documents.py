@@ -85,7 +85,9 @@ def log_z_by_length(
     (``estimators.length_path.anneal_lengths``): ``num_chains`` chains (default 1,000) reach
     length 1 along the temperature path (``betas``, default 1,000), then go up the lengths with
     ``substeps`` intermediate distributions between two lengths, and their weights on reaching D
-    give log Z_D: one run for every length, each length judged on its own. It needs the document
+    give log Z_D: one run for every length, each length judged on its own. The chains run in
+    ``groups`` (an option, default 10; None for plain AIS) independent samplers that resample
+    when their weights degenerate, the error bar coming from the groups' spread. It needs the document
     block's colour class to be summable with other blocks left (both models here).
 
     ``anneal="temperature"`` runs the temperature path of ``estimators.ais`` (``num_chains``
@@ -115,10 +117,11 @@ def log_z_by_length(
         method = "ais"
     rest = [d for d in distinct if d not in out]
     if method == "ais" and rest and anneal == "lengths":
+        groups = ais_options.pop("groups", 10)
         if ais_options:
             raise ValueError(
                 f"options {sorted(ais_options)} are for anneal='temperature'; the length path "
-                "takes num_chains, betas, substeps, generator and progress"
+                "takes num_chains, betas, substeps, groups, generator and progress"
             )
         found = anneal_lengths(
             model,
@@ -129,6 +132,7 @@ def log_z_by_length(
             substeps,
             generator,
             progress,
+            groups=groups,
         )
         return dict(sorted({**out, **found}.items()))
     num_chains = 100 if num_chains is None else num_chains

@@ -14,6 +14,11 @@ the length-D block Gibbs sweep as its proposal (reversible for f_D when the chai
 one colour class, so the acceptance is min(1, (f_(D+1)(y) f_D(x) / (f_D(y) f_(D+1)(x)))^a)); at
 a = 1 it takes an exact Gibbs sweep at length D + 1.
 
+The chains run in independent groups, each a sequential Monte Carlo sampler that resamples its
+chains by weight when their ESS falls below half (``estimators.resampling``): over hundreds of
+lengths plain AIS weights collapse onto a few chains, while each group's running estimate stays
+unbiased in Z_D / Z_0 and the groups' spread gives an honest error bar.
+
 The increment of log w from one length to the next is log f_(D+1)(x) - log f_D(x), which for
 the Replicated Softmax is c.h + log sum_k exp(b_k + W_k h), of order one, where the temperature
 path's increments grow with D: the cost of every length up to Dmax is about Dmax m sweeps of
@@ -22,6 +27,7 @@ path's increments grow with D: the cost of every length up to Dmax is about Dmax
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -36,6 +42,7 @@ from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.estimate import Estimate, flag_degenerate, log_mean_exp, log_weight_diagnostics
 from estimators.path import GeometricPath
+from estimators.resampling import resample_degenerate_groups
 
 __all__ = ["anneal_lengths"]
 
@@ -49,6 +56,7 @@ def anneal_lengths(
     substeps: int | None = None,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    groups: int | None = 10,
 ) -> dict[int, Estimate]:
     """{D: log Z_D estimate} for every D in ``lengths`` (ints >= 1), from one AIS run over the
     lengths 1, 2, ..., max(lengths) of the count block ``block`` (see the module's docstring).
@@ -68,6 +76,14 @@ def anneal_lengths(
     ``substeps > 1`` needs the blocks outside S to form one colour class (then the Gibbs sweep,
     S given x and x given S, is reversible for f_D); the default (None) is 4 where they do and 1
     where they do not.
+
+    ``groups`` (default 10): the chains run as that many independent sequential Monte Carlo
+    samplers; after length 1 and after every length a group whose ESS fell below half its
+    chains is resampled by weight (``estimators.resampling``), so the weights cannot collapse
+    over hundreds of lengths. Each group's exp(log Z-hat_g) is unbiased in Z_D / Z_0, the
+    estimate is log of their mean (again low in expectation), and the standard error, ESS and
+    degeneracy flags are those of the groups' estimates (``log_weights`` holds them). ``None``:
+    plain AIS, no resampling, each chain's weight its own.
     """
     start = time.perf_counter()
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 2:
@@ -87,6 +103,17 @@ def anneal_lengths(
             f"substeps > 1 needs the blocks outside {first.sum_out} to form one colour class "
             f"(a reversible sweep); this model sweeps {len(first.groups)} classes: pass substeps=1"
         )
+    if groups is not None and (
+        isinstance(groups, bool)
+        or not isinstance(groups, int)
+        or groups < 2
+        or num_chains % groups
+        or num_chains // groups < 2
+    ):
+        raise ValueError(
+            f"groups must be None or an int >= 2 dividing num_chains ({num_chains}) into groups "
+            f"of at least 2 chains, got {groups!r}"
+        )
     betas = schedules.resolve(betas)
     with torch.no_grad():
         return _run(
@@ -101,16 +128,35 @@ def anneal_lengths(
             generator,
             progress,
             start,
+            groups,
         )
 
 
 def _run(
-    paths, steps, first, block, wanted, num_chains, betas, substeps, generator, progress, start
+    paths,
+    steps,
+    first,
+    block,
+    wanted,
+    num_chains,
+    betas,
+    substeps,
+    generator,
+    progress,
+    start,
+    groups,
 ) -> dict:
     """The annealing itself (no autograd graph: the weights are not differentiated)."""
     x, log_w = _anneal_first_length(first, num_chains, betas.tolist(), generator)
+    weights = _GroupWeights(log_w, groups)
+    x = weights.resample(x, generator)
     out = {}
-    settings = {"num_chains": num_chains, "betas": betas.numel(), "substeps": substeps}
+    settings = {
+        "num_chains": num_chains,
+        "betas": betas.numel(),
+        "substeps": substeps,
+        "groups": groups,
+    }
     full = paths.full_lengths
     for here, there in tqdm(
         list(zip(steps[:-1], steps[1:], strict=True)),
@@ -120,13 +166,44 @@ def _run(
         leave=False,
     ):
         if _reached(here, full, block, wanted, out):
-            out[here[block]] = _estimate(first, log_w, here[block], settings, start)
+            out[here[block]] = _estimate(first, weights, here[block], settings, start)
         x = _next_length(paths[here], paths[there], x, log_w, substeps, generator)
+        x = weights.resample(x, generator)
         paths.forget(here)
     last = steps[-1]
     if _reached(last, full, block, wanted, out):
-        out[last[block]] = _estimate(first, log_w, last[block], settings, start)
+        out[last[block]] = _estimate(first, weights, last[block], settings, start)
     return out
+
+
+class _GroupWeights:
+    """The chains' log-weights since their group last resampled (``log_w``, updated in place by
+    the annealing) and each group's running log Z-hat; with ``groups`` None, plain AIS."""
+
+    def __init__(self, log_w: Tensor, groups: int | None):
+        self.log_w, self.groups = log_w, groups
+        count = 1 if groups is None else groups
+        self.log_z = torch.zeros(count, dtype=torch.float64, device=log_w.device)
+        self.resamplings = 0
+
+    def resample(self, x: dict, generator) -> dict:
+        """x with the chains of degenerate groups resampled (the weights reset in place)."""
+        if self.groups is None:
+            return x
+        index = resample_degenerate_groups(self.log_w.view(self.groups, -1), self.log_z, generator)
+        if index is None:
+            return x
+        self.resamplings += 1
+        return {b: v.index_select(0, index) for b, v in x.items()}
+
+    def final(self) -> Tensor:
+        """The log-weights the estimate averages: each chain's (plain AIS) or each group's
+        log Z-hat_g = its running log Z-hat + log mean w of its chains."""
+        if self.groups is None:
+            return self.log_w.detach().clone().cpu()
+        per_group = self.log_w.view(self.groups, -1)
+        size = per_group.shape[1]
+        return (self.log_z + torch.logsumexp(per_group, -1) - math.log(size)).cpu()
 
 
 def _reached(lengths: dict, full: dict, block: str, wanted: list[int], out: dict) -> bool:
@@ -231,8 +308,10 @@ def _where_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
 
 
-def _estimate(first: GeometricPath, log_w: Tensor, d: int, settings: dict, start) -> Estimate:
-    weights = log_w.detach().clone().cpu()
+def _estimate(
+    first: GeometricPath, state: _GroupWeights, d: int, settings: dict, start
+) -> Estimate:
+    weights = state.final()
     lme, stderr, ess = log_mean_exp(weights)
     estimate = Estimate(
         value=first.log_z0 + lme,
@@ -247,8 +326,11 @@ def _estimate(first: GeometricPath, log_w: Tensor, d: int, settings: dict, start
         extras={
             "length": d,
             "substeps": settings["substeps"],
+            "groups": settings["groups"],
+            "resamplings": state.resamplings,
             "summed_out": first.sum_out,
-            "note": "E[log Z-hat] <= log Z: a stochastic lower bound; lengths share chains",
+            "note": "E[log Z-hat] <= log Z: a stochastic lower bound; lengths share chains"
+            + ("" if settings["groups"] is None else "; ess and log_weights are the groups'"),
         },
     )
     return flag_degenerate(estimate, *log_weight_diagnostics(weights), stacklevel=4)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from estimators.estimate import Estimate, log_mean_exp
+from estimators.resampling import resample_degenerate_groups
 
 __all__ = ["lda_log_likelihood"]
 
@@ -139,24 +140,15 @@ def _sequential_weights(phi, alpha, words, present, shape, moves, generator) -> 
 
 
 def _resample(z, counts, log_w, log_z, i, generator) -> None:
-    """Resample, in place, the groups whose ESS fell below half their particles: their running
-    log Z-hat takes log mean w, their particles are drawn by weight and their weights reset."""
-    n, groups, size = log_w.shape
-    norm = torch.logsumexp(log_w, -1, keepdim=True)
-    ess = torch.exp(2 * norm[..., 0] - torch.logsumexp(2 * log_w, -1))
-    low = ess < size / 2  # (n, groups)
-    if not bool(low.any()):
+    """Resample, in place, the groups whose ESS fell below half their particles
+    (``estimators.resampling.resample_degenerate_groups``), their particles' assignments and
+    topic counts with them."""
+    index = resample_degenerate_groups(log_w, log_z, generator)
+    if index is None:
         return
-    log_z += torch.where(low, norm[..., 0] - math.log(size), 0.0)
-    cdf = torch.exp(log_w - norm).cumsum(-1)
-    u = torch.rand(n, groups, size, generator=generator, dtype=cdf.dtype) * cdf[..., -1:]
-    picks = torch.searchsorted(cdf, u, right=True).clamp_(max=size - 1)
-    keep = torch.arange(size).expand(n, groups, size)
-    picks = torch.where(low[..., None], picks, keep)
-    index = (picks + size * torch.arange(groups)[:, None]).reshape(n, groups * size)
+    n = z.shape[0]
     z[:, :, :i] = torch.gather(z[:, :, :i], 1, index[..., None].expand(n, -1, i))
     counts.copy_(torch.gather(counts, 1, index[..., None].expand(n, -1, counts.shape[-1])))
-    log_w.masked_fill_(low[..., None], 0.0)
 
 
 def _gibbs_update(z, counts, words, emission, alpha, i, generator) -> None:

@@ -217,11 +217,13 @@ def test_ais_log_z_by_length_is_within_its_error_of_the_exact_value(deep, anneal
 
 
 @pytest.mark.filterwarnings("ignore::estimators.estimate.DegenerateWeightsWarning")
-def test_the_length_path_is_unbiased_in_z_over_repeated_runs():
+@pytest.mark.parametrize("num_chains, groups", [(4, None), (8, 2)])
+def test_the_length_path_is_unbiased_in_z_over_repeated_runs(num_chains, groups):
     """E[Z-hat_D] = Z_D: the mean of Z-hat over independent runs (few chains and steps each, so
     that one run's error is large and a bias of the moves between lengths would show) is within
     four standard errors of the exact Z_D at every length; the mean log Z-hat is not above
-    log Z_D beyond its error (Jensen: E[log Z-hat] <= log Z)."""
+    log Z_D beyond its error (Jensen: E[log Z-hat] <= log Z). Plain AIS, and two groups of
+    four chains resampling when their ESS falls below two (which the runs must do)."""
     model = _randomised(ebm.models.replicated_softmax(4, 3), seed=21, scale=1.0).float()
     lengths = [1, 3, 6]
     exact = estimators.log_z_by_length(model, lengths, method="exact", progress=False)
@@ -230,14 +232,17 @@ def test_the_length_path_is_unbiased_in_z_over_repeated_runs():
             model,
             lengths,
             method="ais",
-            num_chains=4,
+            num_chains=num_chains,
             betas=10,
             substeps=2,
+            groups=groups,
             generator=torch.Generator().manual_seed(seed),
             progress=False,
         )
         for seed in range(150)
     ]
+    if groups is not None:
+        assert sum(r[6].extras["resamplings"] > 0 for r in runs) > 30
     for d in lengths:
         values = torch.tensor([r[d].value for r in runs], dtype=torch.float64)
         ratio = torch.exp(values - exact[d].value)  # Z-hat / Z
