@@ -4,12 +4,15 @@ For a Replicated Softmax over K words with H hidden units and documents of about
 per second of
 
 - ``samplers.BlockGibbs.run`` on the model whose lengths come from the data (each chain keeps
-  its document's length: lengths drawn once, 1 + Poisson(D - 1)),
+  its document's length: lengths drawn once, 1 + Poisson(D - 1)), ``--sweeps`` sweeps a call,
 - one AIS temperature at a fixed length D (``estimators.path.GeometricPath`` on
   ``ebm.documents.at_length``: the weight's terms with h summed out, log f_beta, one transition
   drawing h and v),
 - matmul-only: the two products of a sweep, v W (chains x K x H) and h W^T (chains x H x K),
   in the same shapes with ``torch.mm`` into buffers made once, and nothing else (the limit),
+- probabilities-only: exp(eta - max) and its float64 cumulative sum over chains x K, the part
+  of an exact inverse-CDF draw of a count block that grows with K (a floor no draw of this
+  kind avoids), and the sweep's rate against the products and this floor together,
 
 each the median of ``--repeats`` timings of ``--sweeps`` sweeps after a warm-up, ratios to the
 matmul-only rate measured in the same process. The draw of a count block is D categorical words
@@ -55,7 +58,11 @@ def case(vocab: int, hidden: int, length: int, chains: int, sweeps: int, repeats
     v = model.units["v"].sample(torch.zeros(chains, vocab), gen, length=lengths)
     state = {"v": v, "h": torch.zeros(chains, hidden)}
     gibbs = samplers.BlockGibbs(model, generator=gen)
-    ours = time_rate(lambda: gibbs.run(state, 1), sweeps, repeats)
+
+    def run_sweeps():  # ``sweeps`` sweeps in one call, the way a sampler is run
+        state.update(gibbs.run(state, sweeps))
+
+    ours = sweeps * time_rate(run_sweeps, 1, repeats)
 
     fixed = ebm.documents.at_length(model, {"v": length})
     path = estimators.path.GeometricPath(fixed)
@@ -78,6 +85,13 @@ def case(vocab: int, hidden: int, length: int, chains: int, sweeps: int, repeats
         torch.mm(h, w.T, out=out_v)
 
     limit = time_rate(products, sweeps, repeats)
+    natural = torch.randn(chains, vocab, generator=gen)
+
+    def probabilities():  # the O(chains x K) part of any exact draw: exp and a cumulative sum
+        torch.exp(natural - natural.max(-1, keepdim=True).values).double().cumsum_(-1)
+
+    floor = time_rate(probabilities, sweeps, repeats)
+    both = 1 / (1 / limit + 1 / floor)
     return {
         "vocab": vocab,
         "hidden": hidden,
@@ -88,6 +102,8 @@ def case(vocab: int, hidden: int, length: int, chains: int, sweeps: int, repeats
         "matmul_only_per_s": limit,
         "gibbs_ratio": ours / limit,
         "ais_ratio": ais / limit,
+        "probabilities_only_per_s": floor,
+        "gibbs_ratio_to_products_and_probabilities": ours / both,
     }
 
 
@@ -102,12 +118,17 @@ def main() -> None:
     if args.quick:
         cases, args.sweeps, args.repeats = [(50, 8, 10, 20)], 3, 2
     rows = [case(*c, args.sweeps, args.repeats) for c in cases]
-    print("K      H    D     chains  gibbs/s   ais/s  matmul-only/s  gibbs ratio  ais ratio")
+    print(
+        "K      H    D     chains  gibbs/s   ais/s  matmul-only/s  gibbs ratio  ais ratio"
+        "  probabilities/s  ratio to both"
+    )
     for r in rows:
         print(
             f"{r['vocab']:<6} {r['hidden']:<4} {r['mean_length']:<5.0f} {r['chains']:<7} "
             f"{r['gibbs_sweeps_per_s']:8.1f} {r['ais_transitions_per_s']:7.1f} "
             f"{r['matmul_only_per_s']:14.1f} {r['gibbs_ratio']:12.2f} {r['ais_ratio']:10.2f}"
+            f"{r['probabilities_only_per_s']:17.1f} "
+            f"{r['gibbs_ratio_to_products_and_probabilities']:14.2f}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

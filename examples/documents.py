@@ -137,8 +137,10 @@ def evaluate(model, test, args, gen, name) -> dict:
     worst_sd = max(float(e.log_weights.std()) for e in log_z.values())
     untrusted = sum(not e.trusted for e in log_z.values())
     print(f"{name}: {estimate}")
+    groups = next(iter(log_z.values())).extras.get("groups")
+    units = f"{args.ais_chains} chains" if groups is None else f"{groups} groups' estimates"
     print(
-        f"  log Z_D: {len(log_z)} lengths, smallest ESS {worst_ess:.1f} of {args.ais_chains}, "
+        f"  log Z_D: {len(log_z)} lengths, smallest ESS {worst_ess:.1f} of {units}, "
         f"largest sd(log w) {worst_sd:.2f}, {untrusted} flagged"
     )
     return {
