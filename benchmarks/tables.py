@@ -230,21 +230,32 @@ def unit_graphs_table(record: dict) -> str:
 
 def documents_table(record: dict) -> str:
     """Block Gibbs and AIS temperatures per second on Replicated Softmax models, with their
-    matmul-only limit and the ratios."""
+    matmul-only limit and the ratios, and the probabilities-only floor of the count draw (with
+    the sweep's ratio to products and probabilities together) where the record has it."""
+    floor = all("probabilities_only_per_s" in r for r in record["rows"])
+    extra_head, extra_rule = (
+        (" probabilities-only | Gibbs against both |", "---|---|") if floor else ("", "")
+    )
     lines = [
         f"Machine: {record['machine']}.",
         "",
         "| K | H | mean length | chains | block Gibbs | AIS temperature | matmul-only | Gibbs ratio "
-        "| AIS ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| AIS ratio |" + extra_head,
+        "|---|---|---|---|---|---|---|---|---|" + extra_rule,
     ]
     for r in record["rows"]:
-        lines.append(
+        line = (
             f"| {r['vocab']:,} | {r['hidden']} | {r['mean_length']:.0f} | {r['chains']:,} "
             f"| {_sweeps(r['gibbs_sweeps_per_s'])} | {_sweeps(r['ais_transitions_per_s'])} "
             f"| {_sweeps(r['matmul_only_per_s'])} | **{r['gibbs_ratio']:.2f}** "
             f"| **{r['ais_ratio']:.2f}** |"
         )
+        if floor:
+            line += (
+                f" {_sweeps(r['probabilities_only_per_s'])} "
+                f"| {r['gibbs_ratio_to_products_and_probabilities']:.2f} |"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

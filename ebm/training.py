@@ -292,10 +292,7 @@ def fit(
     history = History()
     position = _Position()
     if checkpoint is not None and Path(checkpoint).exists():
-        multipliers = [group["lr_multiplier"] for group in optimizer.param_groups]
         position = _load(checkpoint, model, optimizer, sampler, generator, history, n_data)
-        for group, factor in zip(optimizer.param_groups, multipliers, strict=True):
-            group["lr_multiplier"] = factor  # a checkpoint from before lr_multipliers lacks it
     bar = tqdm(
         range(position.epoch, epochs + 1),
         desc="fit",
@@ -455,8 +452,15 @@ def _save(path, model, optimizer, sampler, generator, history, position: _Positi
         "free": position.free,
         "records": history.records,
         "spec": json.dumps(model.spec()),
+        "param_groups": _group_layout(optimizer),
     }
     save_checkpoint(path, tensors, meta)
+
+
+def _group_layout(optimizer) -> list[list[float]]:
+    """[number of parameters, lr multiplier] of each parameter group: momentum is saved by
+    parameter index, which depends on it."""
+    return [[len(g["params"]), g["lr_multiplier"]] for g in optimizer.param_groups]
 
 
 def _load(path, model, optimizer, sampler, generator, history, n_data) -> _Position:
@@ -468,6 +472,15 @@ def _load(path, model, optimizer, sampler, generator, history, n_data) -> _Posit
     if "order" in tensors and tensors["order"].numel() != n_data:
         raise ValueError(
             f"{path} was made with {tensors['order'].numel()} training examples, not {n_data}"
+        )
+    layout = _group_layout(optimizer)
+    saved = meta.get("param_groups")  # absent before lr_multipliers: every multiplier was 1
+    if (saved is None and any(m != 1.0 for _, m in layout)) or (
+        saved is not None and saved != layout
+    ):
+        raise ValueError(
+            f"{path} was made with other lr_multipliers (parameter groups {saved or 'all at 1'},"
+            f" now {layout}); resume with the ones it was made with"
         )
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state = optimizer.state_dict()

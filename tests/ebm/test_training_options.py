@@ -96,3 +96,23 @@ def test_a_run_with_multipliers_resumes_from_its_checkpoint(tmp_path):
     resumed = run([2, 4], tmp_path / "b.ckpt")
     for x, y in zip(straight, resumed, strict=True):
         torch.testing.assert_close(x, y)
+
+
+def test_resuming_with_other_multipliers_is_refused(tmp_path):
+    """Momentum is saved by parameter index, which the multipliers' groups set: a checkpoint
+    resumed with other multipliers is refused by name, not silently misassigned."""
+    model = ebm.models.rbm(6, 4)
+    data = {"v": torch.zeros(20, 6)}
+    path = tmp_path / "run.ckpt"
+    options = dict(batch_size=10, lr=0.1, momentum=0.5, progress=False, checkpoint=path)
+    ebm.fit(model, data, samplers.CD(1), epochs=1, **options)
+    with pytest.raises(ValueError, match="other lr_multipliers"):
+        ebm.fit(
+            model,
+            data,
+            samplers.CD(1),
+            epochs=2,
+            lr_multipliers={"factors.bias_h.bias": 0.5},
+            **options,
+        )
+    ebm.fit(model, data, samplers.CD(1), epochs=2, **options)  # the same ones resume
