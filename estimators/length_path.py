@@ -115,48 +115,18 @@ def anneal_lengths(
             f"of at least 2 chains, got {groups!r}"
         )
     betas = schedules.resolve(betas)
+    settings = {"num_chains": num_chains, "betas": betas, "substeps": substeps, "groups": groups}
     with torch.no_grad():
-        return _run(
-            paths,
-            steps,
-            first,
-            block,
-            wanted,
-            num_chains,
-            betas,
-            substeps,
-            generator,
-            progress,
-            start,
-            groups,
-        )
+        return _run(paths, steps, first, block, wanted, settings, generator, progress, start)
 
 
-def _run(
-    paths,
-    steps,
-    first,
-    block,
-    wanted,
-    num_chains,
-    betas,
-    substeps,
-    generator,
-    progress,
-    start,
-    groups,
-) -> dict:
+def _run(paths, steps, first, block, wanted, settings, generator, progress, start) -> dict:
     """The annealing itself (no autograd graph: the weights are not differentiated)."""
-    x, log_w = _anneal_first_length(first, num_chains, betas.tolist(), generator)
-    weights = _GroupWeights(log_w, groups)
+    betas, substeps = settings["betas"], settings["substeps"]
+    x, log_w = _anneal_first_length(first, settings["num_chains"], betas.tolist(), generator)
+    weights = _GroupWeights(log_w, settings["groups"])
     x = weights.resample(x, generator)
     out = {}
-    settings = {
-        "num_chains": num_chains,
-        "betas": betas.numel(),
-        "substeps": substeps,
-        "groups": groups,
-    }
     full = paths.full_lengths
     for here, there in tqdm(
         list(zip(steps[:-1], steps[1:], strict=True)),
@@ -321,7 +291,7 @@ def _estimate(
         ess=ess,
         log_weights=weights,
         num_chains=settings["num_chains"],
-        num_betas=settings["betas"],
+        num_betas=settings["betas"].numel(),
         seconds=time.perf_counter() - start,
         extras={
             "length": d,
