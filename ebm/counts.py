@@ -293,14 +293,12 @@ def _multinomial_counts(natural: Tensor, lengths: Tensor, generator) -> Tensor:
         return torch.zeros(rows, k, dtype=natural.dtype, device=natural.device)
     weights = torch.exp(natural - natural.max(-1, keepdim=True).values)
     # converted before the sum: cumsum's own dtype argument takes a far slower path on the CPU
-    cdf = weights.double().cumsum_(-1) if weights.dtype != torch.float64 else weights.cumsum_(-1)
+    cdf = weights.double().cumsum_(-1)
     cdf /= cdf[:, -1:].clone()
     cdf[:, -1] = 1.0
     if rows * int(lengths.max()) <= 2 * total:
-        counts = _padded_draw(cdf, lengths, generator, natural.dtype)
-    else:
-        counts = _flat_draw(cdf, lengths, total, generator, natural.dtype)
-    return counts
+        return _padded_draw(cdf, lengths, generator, natural.dtype)
+    return _flat_draw(cdf, lengths, total, generator, natural.dtype)
 
 
 def _padded_draw(cdf: Tensor, lengths: Tensor, generator, dtype) -> Tensor:

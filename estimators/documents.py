@@ -117,7 +117,7 @@ def log_z_by_length(
         method = "ais"
     rest = [d for d in distinct if d not in out]
     if method == "ais" and rest and anneal == "lengths":
-        groups = ais_options.pop("groups", 10)
+        options = {k: ais_options.pop(k) for k in ("groups",) if k in ais_options}
         if ais_options:
             raise ValueError(
                 f"options {sorted(ais_options)} are for anneal='temperature'; the length path "
@@ -132,7 +132,7 @@ def log_z_by_length(
             substeps,
             generator,
             progress,
-            groups=groups,
+            **options,
         )
         return dict(sorted({**out, **found}.items()))
     num_chains = 100 if num_chains is None else num_chains

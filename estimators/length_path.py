@@ -42,7 +42,7 @@ from ebm.model import EnergyModel
 from estimators import schedules
 from estimators.estimate import Estimate, flag_degenerate, log_mean_exp, log_weight_diagnostics
 from estimators.path import GeometricPath
-from estimators.resampling import resample_degenerate_groups
+from estimators.resampling import check_groups, resample_degenerate_groups
 
 __all__ = ["anneal_lengths"]
 
@@ -103,17 +103,8 @@ def anneal_lengths(
             f"substeps > 1 needs the blocks outside {first.sum_out} to form one colour class "
             f"(a reversible sweep); this model sweeps {len(first.groups)} classes: pass substeps=1"
         )
-    if groups is not None and (
-        isinstance(groups, bool)
-        or not isinstance(groups, int)
-        or groups < 2
-        or num_chains % groups
-        or num_chains // groups < 2
-    ):
-        raise ValueError(
-            f"groups must be None or an int >= 2 dividing num_chains ({num_chains}) into groups "
-            f"of at least 2 chains, got {groups!r}"
-        )
+    if groups is not None:
+        check_groups(groups, num_chains, "num_chains")
     betas = schedules.resolve(betas)
     settings = {"num_chains": num_chains, "betas": betas, "substeps": substeps, "groups": groups}
     with torch.no_grad():

@@ -9,7 +9,24 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["resample_degenerate_groups"]
+__all__ = ["check_groups", "resample_degenerate_groups"]
+
+
+def check_groups(groups, particles: int, name: str) -> int:
+    """``groups`` if it is an int >= 2 splitting ``particles`` (the argument ``name``) into equal
+    groups of at least 2, else ValueError naming both."""
+    if (
+        isinstance(groups, bool)
+        or not isinstance(groups, int)
+        or groups < 2
+        or particles % groups
+        or particles // groups < 2
+    ):
+        raise ValueError(
+            f"groups must be an int >= 2 and {name} ({particles}) a multiple of groups with at "
+            f"least 2 a group, got groups={groups!r}"
+        )
+    return groups
 
 
 def resample_degenerate_groups(

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from estimators.estimate import Estimate, log_mean_exp
-from estimators.resampling import resample_degenerate_groups
+from estimators.resampling import check_groups, resample_degenerate_groups
 
 __all__ = ["lda_log_likelihood"]
 
@@ -80,13 +80,7 @@ def lda_log_likelihood(
         raise ValueError(f"num_particles must be an int >= 2, got {num_particles!r}")
     if isinstance(moves, bool) or not isinstance(moves, int) or moves < 0:
         raise ValueError(f"moves must be an int >= 0, got {moves!r}")
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 2:
-        raise ValueError(f"groups must be an int >= 2, got {groups!r}")
-    if num_particles % groups or num_particles // groups < 2:
-        raise ValueError(
-            f"num_particles ({num_particles}) must be a multiple of groups ({groups}) with at "
-            "least 2 particles a group"
-        )
+    check_groups(groups, num_particles, "num_particles")
     words, present = _word_sequences(v)
     log_z = _sequential_weights(
         phi, alpha, words, present, (groups, num_particles // groups), moves, generator
