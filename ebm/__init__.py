@@ -17,6 +17,7 @@ from ebm import (
     models,
     plots,
     profiling,
+    rectified,
     units,
 )
 from ebm.base import FactorizedBase, base_rate, mean_field_base
@@ -58,6 +59,7 @@ __all__ = [
     "plots",
     "pretrain_dbm",
     "profiling",
+    "rectified",
     "reduced_precision",
     "save",
     "score_matching_loss",

@@ -27,6 +27,7 @@ from ebm.factors import (
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.networks import higher_order_bm, ising, potts, semi_restricted_bm
+from ebm.rectified import SteppedSigmoid
 from ebm.units import (
     Bernoulli,
     Categorical,
@@ -125,14 +126,29 @@ def gaussian_rbm(
     scale=None,
     learn_variance: bool = False,
     init_scale: float = 0.01,
+    hidden: str = "binary",
+    copies: int = 20,
+    noisy: bool = False,
 ) -> EnergyModel:
-    """Gaussian-Bernoulli RBM, E(v, h) = sum_i (v_i - b_i)^2 / (2 s_i^2) - c.h - sum_ij (v_i/s_i) W_ij h_j.
+    """Gaussian RBM, E(v, h) = sum_i (v_i - b_i)^2 / (2 s_i^2) - c.h - sum_ij (v_i/s_i) W_ij h_j
+    + E_0(h).
 
-    Given h, v_i ~ N(b_i + s_i (W h)_i, s_i^2); given v, h_j ~ Bernoulli(sigma(c_j + (W^T v/s)_j)).
-    ``visible_bias`` is b (the Gaussian units' ``loc``), ``scale`` is s (default 1), learned when
-    ``learn_variance``. Given parameters must be finite, else ValueError naming the parameter.
+    ``hidden="binary"`` (Gaussian-Bernoulli): h_j in {0, 1}, E_0 = 0, given v
+    h_j ~ Bernoulli(sigma(x_j)) with x_j = c_j + (W^T v/s)_j. ``hidden="relu"`` (Gaussian-ReLU,
+    Nair & Hinton 2010): each h_j is the number of ``copies`` = N binary copies on, a
+    ``ebm.rectified.SteppedSigmoid`` unit with E_0 = -log e_{h_j}(exp(-0.5), ..., exp(-(N - 0.5))):
+    given v, h_j is the sum of N independent Bernoulli(sigma(x_j - i + 0.5)), and summing h out
+    leaves sum_j sum_i softplus(x_j - i + 0.5) (exact for N copies); ``noisy=True`` draws h with
+    the noisy rectified unit min(N, max(0, x + sqrt(sigma(x)) eps)) instead, an approximate sampler
+    of the same model. In both, given h, v_i ~ N(b_i + s_i (W h)_i, s_i^2).
+
+    ``visible_bias`` is b (the Gaussian units' ``loc``), ``scale`` is s (default 1), learned
+    through its logarithm (``log_scale``, so s stays positive) when ``learn_variance``. Given
+    parameters must be finite, else ValueError naming the parameter.
     """
     _check_sizes(n_visible=n_visible, n_hidden=n_hidden)
+    if hidden not in ("binary", "relu"):
+        raise ValueError(f"hidden must be 'binary' or 'relu', got {hidden!r}")
     weight = _param_or_none(weight, (n_visible, n_hidden), "weight")
     visible_bias = _param_or_none(visible_bias, (n_visible,), "visible_bias")
     hidden_bias = _param_or_none(hidden_bias, (n_hidden,), "hidden_bias")
@@ -145,7 +161,10 @@ def gaussian_rbm(
         Gaussian(n_visible, learn_variance=learn_variance, loc=visible_bias, scale=scale),
         visible=True,
     )
-    g.add_block("h", Bernoulli(n_hidden))
+    if hidden == "relu":
+        g.add_block("h", SteppedSigmoid(n_hidden, copies=copies, noisy=noisy))
+    else:
+        g.add_block("h", Bernoulli(n_hidden))
     g.add_factor(Dense("v", "h", weight=weight, init_scale=init_scale), Bias("h", hidden_bias))
     return EnergyModel(g)
 
