@@ -87,6 +87,10 @@ class SteppedSigmoid(Units):
 
     # --- description -------------------------------------------------------------------------
     @property
+    def exact_draws(self) -> bool:  # a property here, a class attribute on Units
+        return not self.noisy
+
+    @property
     def num_states(self) -> int:
         return (self.copies + 1) ** self.n
 

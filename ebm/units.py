@@ -49,6 +49,10 @@ class Units(nn.Module):
     #: length taken from the data): then ``state_keywords(x)`` gives it as keywords of
     #: ``distribution``, ``sample``, ``mean`` and ``log_partition``
     takes_state_keywords: bool = False
+    #: whether ``sample`` draws exactly from the conditional p(x | rest) that the energy defines;
+    #: False for an approximate sampler of the same model (``ebm.rectified.SteppedSigmoid`` with
+    #: ``noisy=True``), which estimators that need invariant transitions (AIS) refuse
+    exact_draws: bool = True
 
     def state_keywords(self, x: Tensor) -> dict[str, Tensor]:
         """What a conditional draw keeps from the block's current state ``x``, as keywords of the

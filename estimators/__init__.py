@@ -7,6 +7,7 @@ from estimators.bridge import bennett, bridge
 from estimators.calibration import Coverage, ais_coverage
 from estimators.conditional import exact_conditional_log_likelihood
 from estimators.conditional_ais import ais_log_likelihood
+from estimators.dbn import dbn_log_likelihood
 from estimators.documents import document_log_likelihood, log_z_by_length, perplexity
 from estimators.elimination import elimination_log_z
 from estimators.estimate import Estimate, log_mean_exp
@@ -22,6 +23,7 @@ __all__ = [
     "ais_coverage",
     "ais",
     "ais_log_likelihood",
+    "dbn_log_likelihood",
     "bennett",
     "bridge",
     "document_log_likelihood",

@@ -96,6 +96,14 @@ class GeometricPath:
         self.hmc_step_size, self.hmc_steps = float(hmc_step_size), int(hmc_steps)
         self.clamp = self._check_clamp(model, clamp)
         free = [b for b in model.blocks if b not in self.clamp]
+        approximate = [b for b in free if not model.units[b].exact_draws]
+        if approximate:
+            raise ValueError(
+                f"blocks {approximate} draw from an approximation of their conditional (e.g. "
+                f"SteppedSigmoid(noisy=True)), so annealing with them would not leave the "
+                f"intermediate distributions invariant; switch them to exact draws for the "
+                f"estimate (model.units[b].noisy = False): the model, and its log Z, are the same"
+            )
         if base is None:
             if self.clamp:
                 if sum_out is None:

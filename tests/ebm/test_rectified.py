@@ -253,3 +253,15 @@ def test_ais_on_a_gaussian_relu_rbm_within_three_standard_errors_of_exact():
     )
     assert 0 < est.stderr < 0.1
     assert abs(est.value - exact) < 3 * est.stderr, (est, exact)
+
+
+def test_annealing_refuses_the_noisy_sampler_and_takes_the_same_model_exact():
+    model = ebm.models.gaussian_rbm(3, 2, hidden="relu", copies=3, noisy=True).double()
+    with pytest.raises(ValueError, match=r"blocks \['h'\] draw from an approximation"):
+        estimators.ais(model, num_chains=10, betas=10, progress=False)
+    exact = estimators.exact_log_z(model).value
+    model.units["h"].noisy = False
+    est = estimators.ais(
+        model, num_chains=200, betas=200, generator=torch.Generator().manual_seed(0), progress=False
+    )
+    assert abs(est.value - exact) < 4 * est.stderr

@@ -1,0 +1,417 @@
+"""Deep belief nets (Hinton, Osindero & Teh 2006): a top-level RBM over the two highest layers, with
+directed sigmoid belief layers below it, and untied recognition weights for inference.
+
+Layers v = h_0, h_1, ..., h_L (binary). The generative model is
+
+    p(v, h_1, ..., h_L) = p_top(h_{L-1}, h_L) prod_{l=1}^{L-1} p(h_{l-1} | h_l),
+    p(h_{l-1} | h_l) = prod_i sigma((G_l h_l + g_{l-1})_i)^[h_{l-1,i}] (1 - ...)^[1 - h_{l-1,i}],
+
+with p_top an RBM (``top_rbm``: blocks ``x`` = h_{L-1}, ``h`` = h_L, and, for a joint model of
+images and labels, a softmax block ``y`` of the label joined to ``h``). Inference uses separate
+recognition weights, q(h_l | h_{l-1}) = prod_j Bernoulli(sigma((R_l^T h_{l-1} + r_l)_j)), so
+
+    log p(v) >= E_q[log p_top(h_{L-1}) + sum_l log p(h_{l-1} | h_l) - sum_l log q(h_l | h_{l-1})],
+
+the variational bound that ``estimators.dbn_log_likelihood`` estimates (Salakhutdinov & Murray
+2008), log Z of the top RBM from AIS. ``pretrain_dbn`` trains the stack greedily (RBM l on samples
+of the layer below; G_l = R_l = W_l); ``up_down`` fine-tunes it as a generative model by the
+contrastive wake-sleep (up-down) algorithm.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ebm.factors import Bias, Dense
+from ebm.graph import Graph
+from ebm.model import EnergyModel
+from ebm.training import History, fit
+from ebm.units import Bernoulli, Categorical
+
+__all__ = ["DBN", "pretrain_dbn", "top_rbm", "up_down"]
+
+
+def top_rbm(
+    n_below: int, n_top: int, labels: int | None = None, init_scale: float = 0.01
+) -> EnergyModel:
+    """The top-level RBM of a DBN: E(x, h) = -x^T W h - b.x - c.h over binary blocks ``x``
+    (n_below units, visible) and ``h`` (n_top); with ``labels`` = k, a visible softmax block ``y``
+    (``Categorical(1, k)``, one-hot) adds -y^T U h - d.y. Weights N(0, init_scale^2)."""
+    g = Graph()
+    g.add_block("x", Bernoulli(n_below), visible=True)
+    if labels is not None:
+        g.add_block("y", Categorical(1, labels), visible=True)
+    g.add_block("h", Bernoulli(n_top))
+    factors = [Dense("x", "h", init_scale=init_scale, name="w"), Bias("x"), Bias("h")]
+    if labels is not None:
+        factors += [Dense("y", "h", init_scale=init_scale, name="u"), Bias("y")]
+    g.add_factor(*factors)
+    return EnergyModel(g)
+
+
+def _check_layers(layers) -> list[int]:
+    sizes = list(layers)
+    if len(sizes) < 2:
+        raise ValueError(f"a DBN needs a visible layer and at least one hidden layer, got {sizes}")
+    for i, n in enumerate(sizes):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"layer {i}: size must be an int >= 1, got {n!r}")
+    return sizes
+
+
+class DBN(nn.Module):
+    """A deep belief net with binary layers ``layers`` = [n_v, n_1, ..., n_L] (module docstring).
+
+    ``top`` is the top-level RBM (``top_rbm(n_{L-1}, n_L, labels)``); for l = 1 .. L-1,
+    ``generative[l-1]`` holds G_l (n_{l-1}, n_l) and g_{l-1} (n_{l-1}), ``recognition[l-1]`` holds
+    R_l (n_{l-1}, n_l) and r_l (n_l). With two layers the DBN is its top RBM. Weights start
+    N(0, init_scale^2), biases at zero; ``pretrain_dbn`` sets them.
+    """
+
+    def __init__(self, layers: Sequence[int], labels: int | None = None, init_scale: float = 0.01):
+        super().__init__()
+        self.sizes = _check_layers(layers)
+        if labels is not None and (
+            isinstance(labels, bool) or not isinstance(labels, int) or labels < 2
+        ):
+            raise ValueError(f"labels must be an int >= 2 (the number of classes), got {labels!r}")
+        self.labels = labels
+        self.top = top_rbm(self.sizes[-2], self.sizes[-1], labels, init_scale)
+        pairs = list(zip(self.sizes[:-2], self.sizes[1:-1], strict=True))  # (n_{l-1}, n_l)
+        self.generative = nn.ModuleList(_Layer(a, b, a, init_scale) for a, b in pairs)
+        self.recognition = nn.ModuleList(_Layer(a, b, b, init_scale) for a, b in pairs)
+
+    @property
+    def depth(self) -> int:
+        """The number of directed layers, L - 1."""
+        return len(self.generative)
+
+    # --- data ----------------------------------------------------------------------------------
+    def check_data(self, data) -> Tensor:
+        """``data`` as a tensor of the DBN's dtype and device, shape (n, n_v), values in [0, 1]
+        (binary images, or probabilities); ValueError otherwise."""
+        v = torch.as_tensor(data)
+        ref = next(self.parameters())
+        if v.dim() != 2 or v.shape[1] != self.sizes[0]:
+            raise ValueError(f"data must have shape (n, {self.sizes[0]}), got {tuple(v.shape)}")
+        if not bool(((v >= 0) & (v <= 1)).all()):
+            raise ValueError("data must be binary (or probabilities in [0, 1])")
+        return v.to(device=ref.device, dtype=ref.dtype)
+
+    def label_block(self, labels, n: int) -> Tensor | None:
+        """Integer class labels (n,) as the top RBM's label block, one-hot (n, 1, k); None for a
+        DBN without labels (which refuses labels, as a DBN with labels refuses none)."""
+        if self.labels is None:
+            if labels is not None:
+                raise ValueError(
+                    "labels given, but the DBN has no label block (DBN(..., labels=k))"
+                )
+            return None
+        if labels is None:
+            raise ValueError(
+                f"this DBN models labels: pass labels (integers 0 .. {self.labels - 1})"
+            )
+        labels = torch.as_tensor(labels)
+        if labels.shape != (n,) or labels.is_floating_point():
+            raise ValueError(f"labels must be {n} integers, got shape {tuple(labels.shape)}")
+        if int(labels.min()) < 0 or int(labels.max()) >= self.labels:
+            raise ValueError(f"labels must lie in 0 .. {self.labels - 1}")
+        ref = next(self.parameters())
+        return F.one_hot(labels.long(), self.labels).to(ref).reshape(n, 1, self.labels)
+
+    # --- the directed layers -----------------------------------------------------------------
+    def recognition_probs(self, level: int, below: Tensor) -> Tensor:
+        """q(h_level = 1 | h_{level-1}) = sigma(R^T h_{level-1} + r), level in 1 .. L-1."""
+        layer = self.recognition[level - 1]
+        return torch.sigmoid(below @ layer.weight + layer.bias)
+
+    def generative_probs(self, level: int, above: Tensor) -> Tensor:
+        """p(h_{level-1} = 1 | h_level) = sigma(G h_level + g), level in 1 .. L-1."""
+        layer = self.generative[level - 1]
+        return torch.sigmoid(above @ layer.weight.T + layer.bias)
+
+    def up(self, v: Tensor, generator: torch.Generator | None = None, sample: bool = True):
+        """The bottom-up pass [v, h_1, ..., h_{L-1}] through the recognition weights: each layer a
+        draw from q (``sample``) or its probabilities (then each next layer sees probabilities)."""
+        out = [v]
+        for level in range(1, self.depth + 1):
+            p = self.recognition_probs(level, out[-1])
+            out.append(_bernoulli(p, generator) if sample else p)
+        return out
+
+    def down(self, x: Tensor, generator: torch.Generator | None = None, sample: bool = True):
+        """The top-down pass from h_{L-1} = x through the generative weights: [v, h_1, ...,
+        h_{L-1}], each layer a draw (``sample``; the visible layer is then still given as its
+        probabilities, the usual picture of a sample) or its probabilities."""
+        out = [x]
+        for level in range(self.depth, 0, -1):
+            p = self.generative_probs(level, out[0])
+            out.insert(0, _bernoulli(p, generator) if sample and level > 1 else p)
+        return out
+
+    def log_q(self, layers: Sequence[Tensor]) -> Tensor:
+        """sum_l log q(h_l | h_{l-1}) of the states [v, h_1, ..., h_{L-1}] (one per row)."""
+        total = layers[0].new_zeros(layers[0].shape[0])
+        for level in range(1, self.depth + 1):
+            layer = self.recognition[level - 1]
+            logits = layers[level - 1] @ layer.weight + layer.bias
+            total = total + _bernoulli_log_prob(logits, layers[level])
+        return total
+
+    def log_p_directed(self, layers: Sequence[Tensor]) -> Tensor:
+        """sum_l log p(h_{l-1} | h_l) of the states [v, h_1, ..., h_{L-1}] (one per row)."""
+        total = layers[0].new_zeros(layers[0].shape[0])
+        for level in range(1, self.depth + 1):
+            layer = self.generative[level - 1]
+            logits = layers[level] @ layer.weight.T + layer.bias
+            total = total + _bernoulli_log_prob(logits, layers[level - 1])
+        return total
+
+    # --- the top RBM ---------------------------------------------------------------------------
+    def top_free_energy(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """F(x) = -log sum_{y, h} exp(-E_top(x, y, h)) (h summed out in closed form, the k labels
+        enumerated); with ``y`` given (one-hot rows, shape (batch, k) or (batch, 1, k)), F(x, y)."""
+        if self.labels is None:
+            if y is not None:
+                raise ValueError("this DBN has no label block")
+            return self.top.free_energy({"x": x}, sum_out=["h"])
+        if y is not None:
+            return self.top.free_energy({"x": x, "y": y.reshape(-1, 1, self.labels)}, ["h"])
+        return -torch.logsumexp(-self.label_free_energies(x), 1)
+
+    def label_free_energies(self, x: Tensor) -> Tensor:
+        """F(x, y) for every label y: shape (batch, k)."""
+        if self.labels is None:
+            raise ValueError("this DBN has no label block")
+        k = self.labels
+        eye = torch.eye(k, device=x.device, dtype=x.dtype)
+        rows = x.repeat_interleave(k, 0)
+        ys = eye.repeat(x.shape[0], 1).reshape(-1, 1, k)
+        return self.top.free_energy({"x": rows, "y": ys}, sum_out=["h"]).reshape(-1, k)
+
+    def classify(self, v: Tensor) -> Tensor:
+        """The generative classifier of Hinton et al. (2006): h_{L-1} from the deterministic up
+        pass (probabilities), then the label whose free energy F(h_{L-1}, y) is lowest. Returns
+        log p(y | h_{L-1}) = -F(x, y) - logsumexp_y' (-F(x, y')), shape (batch, k)."""
+        with torch.no_grad():
+            x = self.up(v, sample=False)[-1]
+            return torch.log_softmax(-self.label_free_energies(x), 1)
+
+    def top_gibbs(
+        self, state: dict[str, Tensor], sweeps: int, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        """``sweeps`` block Gibbs sweeps of the top RBM from ``state`` (h, then x and y);
+        returns a new state."""
+        state = dict(state)
+        visible = ["x"] + (["y"] if self.labels is not None else [])
+        for _ in range(sweeps):
+            state["h"] = _draw(self.top, "h", state, generator)
+            for b in visible:
+                state[b] = self.top.sample_block(b, state, generator)
+        return state
+
+    def sample(
+        self,
+        num: int,
+        sweeps: int = 1000,
+        generator: torch.Generator | None = None,
+        labels: Tensor | None = None,
+    ) -> Tensor:
+        """Ancestral samples: ``sweeps`` Gibbs sweeps in the top RBM from random states (with
+        ``labels``, integer classes one per sample, the label block clamped to them), then one
+        top-down pass; returns the visible probabilities p(v | h_1) of each sample (num, n_v).
+        Approximate to the extent that the top-level chain has not mixed."""
+        with torch.no_grad():
+            ref = next(self.parameters())
+            x = (torch.rand(num, self.sizes[-2], generator=generator) < 0.5).to(ref)
+            state = {"x": x}
+            if self.labels is not None:
+                y = (
+                    labels
+                    if labels is not None
+                    else torch.randint(self.labels, (num,), generator=generator)
+                )
+                state["y"] = F.one_hot(y.long(), self.labels).to(ref).reshape(num, 1, -1)
+            clamp = labels is not None
+            for _ in range(sweeps):
+                state["h"] = _draw(self.top, "h", state, generator)
+                state["x"] = self.top.sample_block("x", state, generator)
+                if self.labels is not None and not clamp:
+                    state["y"] = self.top.sample_block("y", state, generator)
+            if self.depth == 0:  # the DBN is its top RBM: the visible layer's probabilities
+                return torch.sigmoid(self.top.natural("x", state))
+            return self.down(state["x"], generator)[0]
+
+
+class _Layer(nn.Module):
+    """A directed layer's weight (n_below, n_above) and bias (``bias_size``)."""
+
+    def __init__(self, n_below: int, n_above: int, bias_size: int, init_scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(init_scale * torch.randn(n_below, n_above))
+        self.bias = nn.Parameter(torch.zeros(bias_size))
+
+
+def _draw(model: EnergyModel, block: str, state: dict, generator) -> Tensor:
+    """A draw of ``block`` given the rest of ``state`` (which need not hold the block yet)."""
+    return model.sample_block(block, model.with_placeholders(state, [block]), generator)
+
+
+def _bernoulli(p: Tensor, generator) -> Tensor:
+    return (torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p).to(
+        p.dtype
+    )
+
+
+def _bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
+    """sum_i log Bernoulli(x_i; sigma(logit_i)), per row."""
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+
+
+def pretrain_dbn(
+    dbn: DBN,
+    data,
+    sampler: Callable[[], object],
+    epochs: int | Sequence[int] = 10,
+    labels=None,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+    **fit_options,
+) -> list[History]:
+    """Greedy layer-wise training (Hinton, Osindero & Teh 2006): RBM l (``top_rbm(n_{l-1},
+    n_l)``) is trained by ``fit(rbm, x_{l-1}, sampler(), epochs_l, **fit_options)`` with x_0 the
+    data and x_l a binary draw of p(h_l | x_{l-1}) under RBM l; its weights W_l become both the
+    generative G_l (with RBM l's visible bias as g_{l-1}) and the recognition R_l (with its hidden
+    bias as r_l). The top RBM is trained last on x_{L-1} (and the one-hot ``labels``, integers,
+    when the DBN has a label block). Each added layer cannot lower the variational bound on
+    log p(v) when the new RBM starts from the transposed weights below it (Hinton et al.); this
+    pretraining starts each RBM afresh, as is usual. ``epochs``: one count, or one per RBM.
+    Returns the histories, bottom first."""
+    v = dbn.check_data(data)
+    per_layer = [epochs] * (dbn.depth + 1) if isinstance(epochs, int) else list(epochs)
+    if len(per_layer) != dbn.depth + 1:
+        raise ValueError(f"epochs: one count, or {dbn.depth + 1} (one per RBM), got {epochs!r}")
+    y = dbn.label_block(labels, v.shape[0])
+    histories, x = [], v
+    for level in range(1, dbn.depth + 1):
+        rbm = top_rbm(dbn.sizes[level - 1], dbn.sizes[level]).to(device=v.device, dtype=v.dtype)
+        fit_data = {"x": x}
+        histories.append(
+            fit(
+                rbm,
+                fit_data,
+                sampler(),
+                epochs=per_layer[level - 1],
+                generator=generator,
+                progress=progress,
+                **fit_options,
+            )
+        )
+        with torch.no_grad():
+            w = rbm.factors["w"].weight
+            dbn.generative[level - 1].weight.copy_(w)
+            dbn.generative[level - 1].bias.copy_(rbm.factors["bias_x"].bias)
+            dbn.recognition[level - 1].weight.copy_(w)
+            dbn.recognition[level - 1].bias.copy_(rbm.factors["bias_h"].bias)
+            x = _bernoulli(dbn.recognition_probs(level, x), generator)
+    top_data = {"x": x} if y is None else {"x": x, "y": y}
+    histories.append(
+        fit(
+            dbn.top,
+            top_data,
+            sampler(),
+            epochs=per_layer[-1],
+            generator=generator,
+            progress=progress,
+            **fit_options,
+        )
+    )
+    return histories
+
+
+def up_down(
+    dbn: DBN,
+    data,
+    labels=None,
+    epochs: int = 10,
+    batch_size: int = 100,
+    lr: float = 0.001,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    top_sweeps: int = 3,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+) -> History:
+    """Fine-tune ``dbn`` as a generative model by the contrastive wake-sleep (up-down) algorithm
+    of Hinton, Osindero & Teh (2006). Per mini-batch:
+
+    - wake: a stochastic bottom-up pass through the recognition weights (h_l ~ q(h_l | h_{l-1}));
+      the generative weights descend -log p(h_{l-1}^wake | h_l^wake) (the delta rule
+      (h_{l-1} - p(h_{l-1} = 1 | h_l)) h_l^T);
+    - top: CD-``top_sweeps`` in the top RBM from the wake state of h_{L-1} (and the labels,
+      clamped in the positive phase, free in the negative one), on the free energy with h_L
+      summed out: the loss F(x^wake, y) - F(x^neg, y^neg);
+    - sleep: a stochastic top-down pass from the negative h_{L-1} through the generative
+      weights (the visible layer as probabilities); the recognition weights descend
+      -log q(h_l^sleep | h_{l-1}^sleep).
+
+    All three updates in one SGD step with ``momentum`` and ``weight_decay`` at rate ``lr``.
+    Returns a ``History`` with, per epoch, the mean wake, sleep and top losses (the first two
+    are the negative log-probabilities of the predicted layers, bits of the bound's terms)."""
+    v = dbn.check_data(data)
+    n = v.shape[0]
+    y = dbn.label_block(labels, n)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    optimizer = torch.optim.SGD(
+        dbn.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
+    history = History()
+    bar = tqdm(range(1, epochs + 1), desc="up-down", unit="epoch", disable=not progress)
+    for epoch in bar:
+        start, sums, batches = time.perf_counter(), {"wake": 0.0, "sleep": 0.0, "top": 0.0}, 0
+        order = torch.randperm(n, generator=generator)
+        for lo in range(0, n, batch_size):
+            index = order[lo : lo + batch_size]
+            terms = _up_down_terms(
+                dbn, v[index], None if y is None else y[index], top_sweeps, generator
+            )
+            optimizer.zero_grad()
+            sum(terms.values()).backward()
+            optimizer.step()
+            for key, value in terms.items():
+                sums[key] += float(value.detach())
+            batches += 1
+        record = {key: value / batches for key, value in sums.items()}
+        record.update(epoch=epoch, seconds=time.perf_counter() - start)
+        history.records.append(record)
+        bar.set_postfix(wake=f"{record['wake']:.2f}", sleep=f"{record['sleep']:.2f}")
+    return history
+
+
+def _up_down_terms(dbn: DBN, v: Tensor, y: Tensor | None, top_sweeps: int, generator):
+    """The three losses of one up-down step on the mini-batch (v, y) (module docstring)."""
+    with torch.no_grad():
+        wake = dbn.up(v, generator)
+        positive = {"x": wake[-1]} if y is None else {"x": wake[-1], "y": y}
+        state = dict(positive)
+        state["h"] = _draw(dbn.top, "h", state, generator)
+        free = ["x"] + (["y"] if y is not None else [])
+        for sweep in range(top_sweeps):
+            for b in free:
+                state[b] = dbn.top.sample_block(b, state, generator)
+            if sweep < top_sweeps - 1:
+                state["h"] = dbn.top.sample_block("h", state, generator)
+        negative = {b: state[b] for b in free}
+        sleep = dbn.down(state["x"], generator)
+    top = dbn.top.free_energy(positive, ["h"]).mean() - dbn.top.free_energy(negative, ["h"]).mean()
+    zero = v.new_zeros(())
+    wake_loss = -dbn.log_p_directed(wake).mean() if dbn.depth else zero
+    sleep_loss = -dbn.log_q(sleep).mean() if dbn.depth else zero
+    return {"wake": wake_loss, "sleep": sleep_loss, "top": top}
