@@ -27,6 +27,7 @@ from ebm.factors import (
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.networks import higher_order_bm, ising, potts, semi_restricted_bm
+from ebm.dbn import DBN
 from ebm.rectified import SteppedSigmoid
 from ebm.units import (
     Bernoulli,
@@ -238,6 +239,16 @@ def dbm(layers, init_scale: float = 0.01) -> EnergyModel:
     ]
     g.add_factor(*factors, *(Bias(name) for name in names))
     return EnergyModel(g)
+
+
+def dbn(layers, labels: int | None = None, init_scale: float = 0.01) -> DBN:
+    """Deep belief net (Hinton, Osindero & Teh 2006) with binary layers [n_v, n_1, ..., n_L]: a
+    top RBM over h_{L-1} and h_L (with ``labels`` = k, a softmax label block joined to h_L) and
+    directed sigmoid layers below it, p(h_{l-1} | h_l) = sigma(G_l h_l + g_{l-1}), with untied
+    recognition weights q(h_l | h_{l-1}) = sigma(R_l^T h_{l-1} + r_l). ``ebm.dbn.pretrain_dbn``
+    trains it greedily, ``ebm.dbn.up_down`` fine-tunes it, ``estimators.dbn_log_likelihood``
+    bounds its log-likelihood. See ``ebm.dbn.DBN``."""
+    return DBN(layers, labels=labels, init_scale=init_scale)
 
 
 def replicated_softmax(
