@@ -20,21 +20,28 @@ contrastive wake-sleep (up-down) algorithm.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ebm.checkpoint import load_checkpoint, save_checkpoint
 from ebm.factors import Bias, Dense
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.training import History, fit
 from ebm.units import Bernoulli, Categorical
 
-__all__ = ["DBN", "pretrain_dbn", "top_rbm", "up_down"]
+__all__ = ["DBN", "load_dbn", "pretrain_dbn", "top_rbm", "up_down"]
+
+_SPEC_KEY = "boltzkit.dbn"
 
 
 def top_rbm(
@@ -86,6 +93,17 @@ class DBN(nn.Module):
         pairs = list(zip(self.sizes[:-2], self.sizes[1:-1], strict=True))  # (n_{l-1}, n_l)
         self.generative = nn.ModuleList(_Layer(a, b, a, init_scale) for a, b in pairs)
         self.recognition = nn.ModuleList(_Layer(a, b, b, init_scale) for a, b in pairs)
+
+    def spec(self) -> dict:
+        """The constructor's arguments as JSON-able values (saved with the parameters)."""
+        return {"layers": list(self.sizes), "labels": self.labels}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the DBN to ``path``: its tensors (safetensors) and ``spec()`` (metadata), no
+        pickle; ``load_dbn`` reads it back."""
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(tensors, str(path), metadata={_SPEC_KEY: json.dumps(self.spec())})
+        return Path(path)
 
     @property
     def depth(self) -> int:
@@ -258,6 +276,52 @@ class _Layer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(bias_size))
 
 
+def load_dbn(path: str | Path) -> DBN:
+    """A DBN written by ``DBN.save``. Runs no code from the file; the sizes its metadata claims
+    are checked against the shapes of the tensors it holds before anything is built, and a file
+    whose tensors do not make exactly that DBN is refused (ValueError)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            if _SPEC_KEY not in meta:
+                raise ValueError(f"{path} is not a DBN written by DBN.save")
+            spec = json.loads(meta[_SPEC_KEY])
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+            layers, labels = spec.get("layers"), spec.get("labels")
+            expected = _expected_shapes(layers, labels)
+            if shapes != expected:
+                raise ValueError(f"{path}: its tensors do not make the DBN its metadata names")
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except SafetensorError as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
+    dbn = DBN(layers, labels=labels)
+    dtype = next(iter(tensors.values())).dtype
+    dbn.to(dtype).load_state_dict(tensors)
+    return dbn
+
+
+def _expected_shapes(layers, labels) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of DBN(layers, labels), computed without building it."""
+    sizes = _check_layers(layers)
+    if labels is not None and (isinstance(labels, bool) or not isinstance(labels, int)):
+        raise ValueError(f"labels must be an int, got {labels!r}")
+    n_x, n_h = sizes[-2], sizes[-1]
+    out = {
+        "top.factors.w.weight": (n_x, n_h),
+        "top.factors.bias_x.bias": (n_x,),
+        "top.factors.bias_h.bias": (n_h,),
+    }
+    if labels is not None:
+        out["top.factors.u.weight"] = (labels, n_h)
+        out["top.factors.bias_y.bias"] = (1, labels)
+    for i, (a, b) in enumerate(zip(sizes[:-2], sizes[1:-1], strict=True)):
+        out[f"generative.{i}.weight"] = (a, b)
+        out[f"generative.{i}.bias"] = (a,)
+        out[f"recognition.{i}.weight"] = (a, b)
+        out[f"recognition.{i}.bias"] = (b,)
+    return out
+
+
 def _draw(model: EnergyModel, block: str, state: dict, generator) -> Tensor:
     """A draw of ``block`` given the rest of ``state`` (which need not hold the block yet)."""
     return model.sample_block(block, model.with_placeholders(state, [block]), generator)
@@ -347,6 +411,7 @@ def up_down(
     top_sweeps: int = 3,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
 ) -> History:
     """Fine-tune ``dbn`` as a generative model by the contrastive wake-sleep (up-down) algorithm
     of Hinton, Osindero & Teh (2006). Per mini-batch:
@@ -363,7 +428,12 @@ def up_down(
 
     All three updates in one SGD step with ``momentum`` and ``weight_decay`` at rate ``lr``.
     Returns a ``History`` with, per epoch, the mean wake, sleep and top losses (the first two
-    are the negative log-probabilities of the predicted layers, bits of the bound's terms)."""
+    are the negative log-probabilities of the predicted layers, bits of the bound's terms).
+
+    ``checkpoint``: a file written (atomically, safetensors) after every epoch: the DBN's
+    parameters, the momentum, ``generator``'s state (required then) and the history. Called again
+    with the same file, arguments and data, ``up_down`` resumes after the last epoch it holds, so
+    an interruption loses at most the epoch under way."""
     v = dbn.check_data(data)
     n = v.shape[0]
     y = dbn.label_block(labels, n)
@@ -373,7 +443,12 @@ def up_down(
         dbn.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
     history = History()
-    bar = tqdm(range(1, epochs + 1), desc="up-down", unit="epoch", disable=not progress)
+    if checkpoint is not None and generator is None:
+        raise ValueError("a checkpointed up_down needs a generator (its state is saved)")
+    first = 1
+    if checkpoint is not None and Path(checkpoint).exists():
+        first = _resume(checkpoint, dbn, optimizer, generator, history, n) + 1
+    bar = tqdm(range(first, epochs + 1), desc="up-down", unit="epoch", disable=not progress)
     for epoch in bar:
         start, sums, batches = time.perf_counter(), {"wake": 0.0, "sleep": 0.0, "top": 0.0}, 0
         order = torch.randperm(n, generator=generator)
@@ -392,7 +467,42 @@ def up_down(
         record.update(epoch=epoch, seconds=time.perf_counter() - start)
         history.records.append(record)
         bar.set_postfix(wake=f"{record['wake']:.2f}", sleep=f"{record['sleep']:.2f}")
+        if checkpoint is not None:
+            _checkpoint(checkpoint, dbn, optimizer, generator, history, n)
     return history
+
+
+def _checkpoint(path, dbn: DBN, optimizer, generator, history: History, n: int) -> None:
+    tensors = {f"model.{k}": v for k, v in dbn.state_dict().items()}
+    for i, state in optimizer.state_dict()["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{i}.{k}"] = v
+    tensors["rng"] = generator.get_state()
+    meta = {"kind": "up_down", "spec": dbn.spec(), "examples": n, "records": history.records}
+    save_checkpoint(path, tensors, meta)
+
+
+def _resume(path, dbn: DBN, optimizer, generator, history: History, n: int) -> int:
+    """Load an up-down checkpoint into the arguments; returns the last epoch it holds."""
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != "up_down" or meta.get("spec") != dbn.spec():
+        raise ValueError(
+            f"{path} is not an up-down checkpoint of this DBN; delete it or pass another"
+        )
+    if meta.get("examples") != n:
+        raise ValueError(f"{path} was made with {meta.get('examples')} examples, not {n}")
+    dbn.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = optimizer.state_dict()
+    for i in {i for g in state["param_groups"] for i in g["params"]}:
+        prefix = f"optim.{i}."
+        found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if found:
+            state["state"][i] = found
+    optimizer.load_state_dict(state)
+    generator.set_state(tensors["rng"])
+    history.records = list(meta["records"])
+    return len(history.records)
 
 
 def _up_down_terms(dbn: DBN, v: Tensor, y: Tensor | None, top_sweeps: int, generator):

@@ -222,3 +222,65 @@ def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="samples must be an int"):
         estimators.dbn_log_likelihood(dbn, torch.zeros(2, 4), 0.0, samples=0)
     assert math.isfinite(estimators.dbn_log_likelihood(dbn, torch.zeros(2, 4), 0.0).value)
+
+
+def test_up_down_resumes_from_its_checkpoint_to_the_uninterrupted_result(tmp_path):
+    data = ebm.datasets.bars_and_stripes(3).double()
+
+    def run(epochs, path):
+        torch.manual_seed(0)
+        dbn = DBN([9, 5, 4], labels=2).double()
+        return dbn, up_down(
+            dbn,
+            data,
+            labels=torch.arange(14) % 2,
+            epochs=epochs,
+            batch_size=7,
+            lr=0.05,
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+            checkpoint=path,
+        )
+
+    straight, _ = run(4, None)
+    run(2, tmp_path / "ud.ckpt")
+    resumed, history = run(4, tmp_path / "ud.ckpt")
+    assert len(history) == 4 and [r["epoch"] for r in history.records] == [1, 2, 3, 4]
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    other = DBN([9, 5, 3], labels=2).double()
+    with pytest.raises(ValueError, match="not an up-down checkpoint of this DBN"):
+        up_down(
+            other,
+            data,
+            labels=torch.arange(14) % 2,
+            epochs=5,
+            progress=False,
+            generator=torch.Generator(),
+            checkpoint=tmp_path / "ud.ckpt",
+        )
+    with pytest.raises(ValueError, match="needs a generator"):
+        up_down(other, data, labels=torch.arange(14) % 2, checkpoint=tmp_path / "x.ckpt")
+
+
+def test_saved_dbn_loads_as_the_same_model_and_a_doctored_file_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    dbn = _randomize(DBN([6, 4, 3, 5], labels=3).double(), 1.0, 5)
+    loaded = ebm.dbn.load_dbn(dbn.save(tmp_path / "dbn.safetensors"))
+    assert loaded.spec() == dbn.spec()
+    for (name, a), b in zip(dbn.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    tensors = {k: v.contiguous() for k, v in dbn.state_dict().items()}
+    save_file(
+        tensors,
+        str(tmp_path / "bad.safetensors"),
+        metadata={"boltzkit.dbn": '{"layers": [6, 4, 3, 500000], "labels": 3}'},
+    )
+    with pytest.raises(ValueError, match="do not make the DBN its metadata names"):
+        ebm.dbn.load_dbn(tmp_path / "bad.safetensors")
+    save_file(tensors, str(tmp_path / "none.safetensors"))
+    with pytest.raises(ValueError, match="not a DBN written by DBN.save"):
+        ebm.dbn.load_dbn(tmp_path / "none.safetensors")
