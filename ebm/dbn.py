@@ -346,6 +346,7 @@ def pretrain_dbn(
     labels=None,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    checkpoint: str | Path | None = None,
     **fit_options,
 ) -> list[History]:
     """Greedy layer-wise training (Hinton, Osindero & Teh 2006): RBM l (``top_rbm(n_{l-1},
@@ -356,7 +357,12 @@ def pretrain_dbn(
     when the DBN has a label block). Each added layer cannot lower the variational bound on
     log p(v) when the new RBM starts from the transposed weights below it (Hinton et al.); this
     pretraining starts each RBM afresh, as is usual. ``epochs``: one count, or one per RBM.
-    Returns the histories, bottom first."""
+    Returns the histories, bottom first.
+
+    ``checkpoint``: a path prefix; RBM l's ``fit`` checkpoints to ``{checkpoint}.layer{l}`` and
+    the top RBM's to ``{checkpoint}.top``, so an interrupted run called again with the same
+    prefix resumes in the RBM it stopped in (finished RBMs are replayed from their checkpoints,
+    generator state included, at no training cost). An interrupted RBM stops the pretraining."""
     v = dbn.check_data(data)
     per_layer = [epochs] * (dbn.depth + 1) if isinstance(epochs, int) else list(epochs)
     if len(per_layer) != dbn.depth + 1:
@@ -365,18 +371,20 @@ def pretrain_dbn(
     histories, x = [], v
     for level in range(1, dbn.depth + 1):
         rbm = top_rbm(dbn.sizes[level - 1], dbn.sizes[level]).to(device=v.device, dtype=v.dtype)
-        fit_data = {"x": x}
         histories.append(
             fit(
                 rbm,
-                fit_data,
+                {"x": x},
                 sampler(),
                 epochs=per_layer[level - 1],
                 generator=generator,
                 progress=progress,
+                checkpoint=None if checkpoint is None else f"{checkpoint}.layer{level}",
                 **fit_options,
             )
         )
+        if histories[-1].interrupted:
+            return histories
         with torch.no_grad():
             w = rbm.factors["w"].weight
             dbn.generative[level - 1].weight.copy_(w)
@@ -393,6 +401,7 @@ def pretrain_dbn(
             epochs=per_layer[-1],
             generator=generator,
             progress=progress,
+            checkpoint=None if checkpoint is None else f"{checkpoint}.top",
             **fit_options,
         )
     )

@@ -47,7 +47,7 @@ def dbn_log_likelihood(
         raise ValueError(f"samples must be an int >= 1, got {samples!r}")
     lz, lz_se, lz_source = log_z_parts(log_z)
     v = dbn.check_data(data)
-    y = dbn.label_block(labels, v.shape[0])
+    y = None if labels is None else dbn.label_block(labels, v.shape[0])
     bounds, weighted = [], []
     rows = max(1, batch_size // samples)
     with torch.no_grad():

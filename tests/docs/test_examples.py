@@ -18,6 +18,7 @@ MARKERS = {
     "mcrbm_patches.py": "held-out log p(v)",
     "pohmm_co2.py": "held-out log p(x)",
     "documents.py": "test perplexity",
+    "mnist_dbn.py": "test bound on log p(v)",
     "ising_critical.py": "specific heat peaks at beta",
 }
 # the plots each example writes into its --out directory

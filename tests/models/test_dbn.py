@@ -66,8 +66,14 @@ def _exact(dbn, v, y=None):
         joint, q_terms = [], []
         for hs in itertools.product(*[range(len(h)) for h in hidden]):
             layers = [v[i : i + 1]] + [hidden[k][j : j + 1] for k, j in enumerate(hs)]
-            yi = None if y is None else y[i : i + 1]
-            lp = _top_log_joint(dbn, layers[-1], yi) - log_z
+            if y is not None:
+                lp = _top_log_joint(dbn, layers[-1], y[i : i + 1]) - log_z
+            elif dbn.labels is not None:  # the labels summed over
+                eye = torch.eye(dbn.labels, dtype=torch.float64)
+                each = [_top_log_joint(dbn, layers[-1], eye[k : k + 1]) for k in range(dbn.labels)]
+                lp = torch.logsumexp(torch.stack(each), 0) - log_z
+            else:
+                lp = _top_log_joint(dbn, layers[-1]) - log_z
             lq = torch.zeros(1, dtype=torch.float64)
             for level in range(1, len(layers)):
                 gen, rec = dbn.generative[level - 1], dbn.recognition[level - 1]
@@ -123,6 +129,14 @@ def test_bound_on_images_and_labels_and_the_top_free_energy():
         generator=torch.Generator().manual_seed(1),
     )
     assert abs(est.value - float(bound.mean())) < 4 * est.stderr
+    # without labels: the bound on log p(v), the labels summed out of the top RBM
+    log_p_v, bound_v, _ = _exact(dbn, v)
+    assert torch.allclose(log_p_v.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+    est_v = estimators.dbn_log_likelihood(
+        dbn, v, _top_log_z(dbn), samples=3000, generator=torch.Generator().manual_seed(2)
+    )
+    assert abs(est_v.value - float(bound_v.mean())) < 4 * est_v.stderr
+    assert est_v.value > est.value  # log p(v) >= log p(v, y)
     x = _binary(3)
     with torch.no_grad():
         summed = dbn.top_free_energy(x)
