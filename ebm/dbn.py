@@ -221,6 +221,40 @@ class DBN(nn.Module):
             x = self.up(v, sample=False)[-1]
             return torch.log_softmax(-self.label_free_energies(x), 1)
 
+    def denoise(self, v: Tensor, labels=None, sweeps: int = 10, keep: float = 0.5) -> Tensor:
+        """Images cleaned by blending bottom-up evidence with the top RBM's knowledge of digits
+        (and, given ``labels``, of the digit it is told). x_up is the deterministic up-pass of
+        ``v`` (the probabilities of h_{L-1}); then ``sweeps`` times, in mean field,
+
+            mu_h = sigma(W^T x + U^T y + c),   x = keep x_up + (1 - keep) sigma(W mu_h + b),
+
+        with y the one-hot ``labels`` (integer classes, clamped) or, without them, updated as
+        softmax(U mu_h + d); the result is the top-down pass of x in probabilities, p(v = 1 |
+        ...) per pixel (n, n_v). ``keep`` in [0, 1] weighs the image against the model: 1 gives
+        the plain up-down reconstruction, 0 lets the top RBM forget the image."""
+        if not 0.0 <= keep <= 1.0:
+            raise ValueError(f"keep must lie in [0, 1], got {keep!r}")
+        with torch.no_grad():
+            v = self.check_data(v)
+            x_up = self.up(v, sample=False)[-1]
+            state = {"x": x_up}
+            if self.labels is not None:
+                given = self.label_block(labels, v.shape[0]) if labels is not None else None
+                uniform = torch.full_like(x_up[:, :1], 1 / self.labels).expand(-1, self.labels)
+                state["y"] = given if given is not None else uniform.reshape(-1, 1, self.labels)
+            elif labels is not None:
+                raise ValueError("labels given, but the DBN has no label block")
+            top, units = self.top, self.top.units
+            for _ in range(sweeps):
+                state["h"] = units["h"].mean(top.natural("h", top.with_placeholders(state, ["h"])))
+                x_top = units["x"].mean(top.natural("x", state))
+                if self.labels is not None and labels is None:
+                    state["y"] = units["y"].mean(top.natural("y", state))
+                state["x"] = keep * x_up + (1 - keep) * x_top
+            if self.depth == 0:
+                return state["x"]
+            return self.down(state["x"], sample=False)[0]
+
     def top_gibbs(
         self, state: dict[str, Tensor], sweeps: int, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:

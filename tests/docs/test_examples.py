@@ -19,12 +19,14 @@ MARKERS = {
     "pohmm_co2.py": "held-out log p(x)",
     "documents.py": "test perplexity",
     "mnist_dbn.py": "test bound on log p(v)",
+    "dbn_denoising.py": "pixels wrong",
     "ising_critical.py": "specific heat peaks at beta",
 }
 # the plots each example writes into its --out directory
 PLOTS = {
     "pohmm_co2.py": ["pohmm.png"],
     "image_patches.py": ["filters.png"],
+    "dbn_denoising.py": ["denoising.png"],
     "ising_critical.py": ["ising_critical.png"],
 }
 

@@ -298,3 +298,24 @@ def test_saved_dbn_loads_as_the_same_model_and_a_doctored_file_is_refused(tmp_pa
     save_file(tensors, str(tmp_path / "none.safetensors"))
     with pytest.raises(ValueError, match="not a DBN written by DBN.save"):
         ebm.dbn.load_dbn(tmp_path / "none.safetensors")
+
+
+def test_denoise_is_the_stated_blend_of_bottom_up_and_top_down():
+    dbn = _randomize(DBN([6, 4, 3, 5], labels=3).double(), 1.0, 6)
+    v = _binary(6)[::5]
+    labels = torch.arange(len(v)) % 3
+    with torch.no_grad():
+        x_up = dbn.up(v, sample=False)[-1]
+        plain = dbn.down(x_up, sample=False)[0]
+        assert torch.allclose(dbn.denoise(v, sweeps=7, keep=1.0), plain)
+        # one sweep by hand, the label clamped
+        top = dbn.top.factors
+        w, b, c = top["w"].weight, top["bias_x"].bias, top["bias_h"].bias
+        u = top["u"].weight
+        y = torch.eye(3, dtype=torch.float64)[labels]
+        mu_h = torch.sigmoid(x_up @ w + y @ u + c)
+        x = 0.3 * x_up + 0.7 * torch.sigmoid(mu_h @ w.T + b)
+        expected = dbn.down(x, sample=False)[0]
+        assert torch.allclose(dbn.denoise(v, labels=labels, sweeps=1, keep=0.3), expected)
+    with pytest.raises(ValueError, match=r"keep must lie in \[0, 1\]"):
+        dbn.denoise(v, keep=1.5)
