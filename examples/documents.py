@@ -105,10 +105,13 @@ def train_ors(train, args, gen) -> ebm.EnergyModel:
     ebm.fit(
         model,
         {"v": train.counts},
-        samplers.MeanFieldPCD(100, k=1, max_sweeps=10, init=samplers.ScaledCopyCD().initial_means),
+        samplers.MeanFieldPCD(
+            args.joint_chains, k=1, max_sweeps=10, init=samplers.ScaledCopyCD().initial_means
+        ),
         epochs=args.joint_epochs,
         batch_size=50,
         lr=args.joint_lr,
+        lr_schedule=ebm.linear_decay(args.joint_epochs) if args.joint_decay else None,
         momentum=0.9,
         weight_decay=1e-4,
         generator=gen,
@@ -233,6 +236,10 @@ def main() -> None:
         default=1e-4,
         help="mean-field PCD rate (on Reuters 3e-4 for 300 epochs and 5e-4 for 100 ended worse, "
         "and 1,000 epochs at 1e-4 diverged)",
+    )
+    parser.add_argument("--joint-chains", type=int, default=100, help="persistent chains")
+    parser.add_argument(
+        "--joint-decay", action="store_true", help="the joint rate decays linearly to 0"
     )
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--documents", type=int, default=2000, help="synthetic corpus size")
