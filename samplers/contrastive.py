@@ -100,7 +100,12 @@ class SharedCopiesCD:
     v' ~ sigma(2 W h + b). The doubled p(h | v) and the single p(v | h) are not the conditionals
     of one joint distribution, so this is not Gibbs sampling of any model: a pretraining rule,
     biased like CD-k. With no copies it is ``CD(k)`` on an RBM (hidden blocks drawn first, then
-    the visible ones)."""
+    the visible ones).
+
+    Measured against ``CD(k)`` (each copy drawn on its own) on the MNIST DBM 784-500-1000, 10 + 10
+    pretraining and 10 joint epochs (docs/results.md): under the published rates the shared
+    sample gave a test bound 12.6 nats higher (-120.97 against -133.61); under the smaller
+    tied-copies rates the two agreed within 0.8 nats."""
 
     def __init__(self, k: int = 1):
         self.k = check_count(k, "k")
