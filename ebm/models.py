@@ -8,6 +8,7 @@ import torch
 
 from ebm.chains import MarkovChain
 from ebm.counts import Multinomial
+from ebm.dbn import DBN
 from ebm.factors import (
     BernoulliEmission,
     Bias,
@@ -27,7 +28,6 @@ from ebm.factors import (
 from ebm.graph import Graph
 from ebm.model import EnergyModel
 from ebm.networks import higher_order_bm, ising, potts, semi_restricted_bm
-from ebm.dbn import DBN
 from ebm.rectified import SteppedSigmoid
 from ebm.units import (
     Bernoulli,
