@@ -45,6 +45,7 @@ __all__ = [
     "gaussian_rbm",
     "mcrbm",
     "dbm",
+    "dbn",
     "replicated_softmax",
     "over_replicated_softmax",
     "pohmm",
