@@ -12,7 +12,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-__all__ = ["fingerprint", "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "fingerprint",
+    "load_checkpoint",
+    "load_optimizer_tensors",
+    "optimizer_tensors",
+    "save_checkpoint",
+]
 
 
 def fingerprint(model: torch.nn.Module, *extra: Tensor) -> str:
@@ -49,3 +55,25 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
             f"{path}: a damaged checkpoint ({err}); delete it or pass another file"
         ) from err
     return tensors, json.loads(meta["boltzkit.checkpoint"])
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
+    """The optimiser's per-parameter state (momentum buffers) as tensors named
+    ``optim.{parameter index}.{name}``, for a checkpoint."""
+    out = {}
+    for i, state in optimizer.state_dict()["state"].items():
+        for k, v in state.items():
+            if torch.is_tensor(v):
+                out[f"optim.{i}.{k}"] = v
+    return out
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+    """Put back into ``optimizer`` the state that ``optimizer_tensors`` saved among ``tensors``."""
+    state = optimizer.state_dict()
+    for i in {i for g in state["param_groups"] for i in g["params"]}:
+        prefix = f"optim.{i}."
+        found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if found:
+            state["state"][i] = found
+    optimizer.load_state_dict(state)

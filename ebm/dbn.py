@@ -32,7 +32,12 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ebm.checkpoint import load_checkpoint, save_checkpoint
+from ebm.checkpoint import (
+    load_checkpoint,
+    load_optimizer_tensors,
+    optimizer_tensors,
+    save_checkpoint,
+)
 from ebm.factors import Bias, Dense
 from ebm.graph import Graph
 from ebm.model import EnergyModel
@@ -256,12 +261,16 @@ class DBN(nn.Module):
             return self.down(state["x"], sample=False)[0]
 
     def top_gibbs(
-        self, state: dict[str, Tensor], sweeps: int, generator: torch.Generator | None = None
+        self,
+        state: dict[str, Tensor],
+        sweeps: int,
+        generator: torch.Generator | None = None,
+        clamp_labels: bool = False,
     ) -> dict[str, Tensor]:
-        """``sweeps`` block Gibbs sweeps of the top RBM from ``state`` (h, then x and y);
-        returns a new state."""
+        """``sweeps`` block Gibbs sweeps of the top RBM from ``state`` (h, then x and y; y kept
+        as it is with ``clamp_labels``); returns a new state."""
         state = dict(state)
-        visible = ["x"] + (["y"] if self.labels is not None else [])
+        visible = ["x"] + (["y"] if self.labels is not None and not clamp_labels else [])
         for _ in range(sweeps):
             state["h"] = _draw(self.top, "h", state, generator)
             for b in visible:
@@ -290,12 +299,7 @@ class DBN(nn.Module):
                     else torch.randint(self.labels, (num,), generator=generator)
                 )
                 state["y"] = F.one_hot(y.long(), self.labels).to(ref).reshape(num, 1, -1)
-            clamp = labels is not None
-            for _ in range(sweeps):
-                state["h"] = _draw(self.top, "h", state, generator)
-                state["x"] = self.top.sample_block("x", state, generator)
-                if self.labels is not None and not clamp:
-                    state["y"] = self.top.sample_block("y", state, generator)
+            state = self.top_gibbs(state, sweeps, generator, clamp_labels=labels is not None)
             if self.depth == 0:  # the DBN is its top RBM: the visible layer's probabilities
                 return torch.sigmoid(self.top.natural("x", state))
             return self.down(state["x"], generator)[0]
@@ -517,10 +521,7 @@ def up_down(
 
 def _checkpoint(path, dbn: DBN, optimizer, generator, history: History, n: int) -> None:
     tensors = {f"model.{k}": v for k, v in dbn.state_dict().items()}
-    for i, state in optimizer.state_dict()["state"].items():
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{i}.{k}"] = v
+    tensors.update(optimizer_tensors(optimizer))
     tensors["rng"] = generator.get_state()
     meta = {"kind": "up_down", "spec": dbn.spec(), "examples": n, "records": history.records}
     save_checkpoint(path, tensors, meta)
@@ -536,13 +537,7 @@ def _resume(path, dbn: DBN, optimizer, generator, history: History, n: int) -> i
     if meta.get("examples") != n:
         raise ValueError(f"{path} was made with {meta.get('examples')} examples, not {n}")
     dbn.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state = optimizer.state_dict()
-    for i in {i for g in state["param_groups"] for i in g["params"]}:
-        prefix = f"optim.{i}."
-        found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if found:
-            state["state"][i] = found
-    optimizer.load_state_dict(state)
+    load_optimizer_tensors(optimizer, tensors)
     generator.set_state(tensors["rng"])
     history.records = list(meta["records"])
     return len(history.records)
@@ -556,11 +551,10 @@ def _up_down_terms(dbn: DBN, v: Tensor, y: Tensor | None, top_sweeps: int, gener
         state = dict(positive)
         state["h"] = _draw(dbn.top, "h", state, generator)
         free = ["x"] + (["y"] if y is not None else [])
-        for sweep in range(top_sweeps):
+        if top_sweeps:  # CD-k: the visible blocks, then k - 1 sweeps of h and them
             for b in free:
                 state[b] = dbn.top.sample_block(b, state, generator)
-            if sweep < top_sweeps - 1:
-                state["h"] = dbn.top.sample_block("h", state, generator)
+            state = dbn.top_gibbs(state, top_sweeps - 1, generator)
         negative = {b: state[b] for b in free}
         sleep = dbn.down(state["x"], generator)
     top = dbn.top.free_energy(positive, ["h"]).mean() - dbn.top.free_energy(negative, ["h"]).mean()

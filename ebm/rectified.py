@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, distributions
 
-from ebm.units import UNIT_TYPES, Units
+from ebm.units import UNIT_TYPES, Units, digits, from_digits
 
 __all__ = ["SteppedSigmoid", "log_elementary_symmetric"]
 
@@ -171,15 +171,10 @@ class SteppedSigmoid(Units):
 
     def states(self, index: Tensor, device=None, dtype=None) -> Tensor:
         dtype = dtype or torch.get_default_dtype()
-        index = index.to(device)
-        base = self.copies + 1
-        powers = base ** torch.arange(self.n, device=index.device)
-        return ((index.unsqueeze(-1) // powers) % base).to(dtype)
+        return digits(index.to(device), self.n, self.copies + 1).to(dtype)
 
     def index(self, x: Tensor) -> Tensor:
-        base = self.copies + 1
-        powers = base ** torch.arange(self.n, device=x.device)
-        return (x.reshape(x.shape[0], self.n).round().long() * powers).sum(-1)
+        return from_digits(x.reshape(x.shape[0], self.n).round().long(), self.copies + 1)
 
 
 UNIT_TYPES["SteppedSigmoid"] = SteppedSigmoid

@@ -33,7 +33,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ebm.checkpoint import load_checkpoint, save_checkpoint
+from ebm.checkpoint import (
+    load_checkpoint,
+    load_optimizer_tensors,
+    optimizer_tensors,
+    save_checkpoint,
+)
 from ebm.model import EnergyModel
 
 __all__ = ["fit", "History", "linear_decay", "exponential_decay", "momentum_switch", "decay_groups"]
@@ -435,10 +440,7 @@ def _deferred_interrupt():
 
 def _save(path, model, optimizer, sampler, generator, history, position: _Position) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    for i, state in optimizer.state_dict()["state"].items():
-        for k, v in state.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{i}.{k}"] = v
+    tensors.update(optimizer_tensors(optimizer))
     if hasattr(sampler, "state_dict"):
         tensors.update({f"sampler.{k}": v for k, v in sampler.state_dict().items()})
     tensors["rng"] = generator.get_state()
@@ -483,14 +485,7 @@ def _load(path, model, optimizer, sampler, generator, history, n_data) -> _Posit
             f" now {layout}); resume with the ones it was made with"
         )
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    state = optimizer.state_dict()
-    params = {i for g in state["param_groups"] for i in g["params"]}
-    for i in params:
-        prefix = f"optim.{i}."
-        found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if found:
-            state["state"][i] = found
-    optimizer.load_state_dict(state)
+    load_optimizer_tensors(optimizer, tensors)
     if hasattr(sampler, "load_state_dict"):
         sampler.load_state_dict(
             {k[8:]: v for k, v in tensors.items() if k.startswith("sampler.")}, model

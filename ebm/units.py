@@ -191,6 +191,19 @@ class Units(nn.Module):
         raise ValueError(f"{type(self).__name__} units are continuous and cannot be enumerated")
 
 
+def digits(index: Tensor, n: int, base: int) -> Tensor:
+    """The n base-``base`` digits of ``index``, least significant first: shape (len(index), n)
+    (int64). The state numbering of blocks whose units take ``base`` values each."""
+    powers = base ** torch.arange(n, device=index.device)
+    return (index.unsqueeze(-1) // powers) % base
+
+
+def from_digits(d: Tensor, base: int) -> Tensor:
+    """The inverse of ``digits``: the number of each row of base-``base`` digits (batch, n)."""
+    powers = base ** torch.arange(d.shape[-1], device=d.device)
+    return (d * powers).sum(-1)
+
+
 def _bits(index: Tensor, n: int) -> Tensor:
     """Binary digits of ``index``, least significant first: shape (len(index), n)."""
     shifts = torch.arange(n, device=index.device)
@@ -366,15 +379,10 @@ class Categorical(Units):
 
     def states(self, index: Tensor, device=None, dtype=None) -> Tensor:
         dtype = dtype or torch.get_default_dtype()
-        index = index.to(device)
-        powers = self.k ** torch.arange(self.n, device=index.device)
-        digits = (index.unsqueeze(-1) // powers) % self.k
-        return F.one_hot(digits, self.k).to(dtype)
+        return F.one_hot(digits(index.to(device), self.n, self.k), self.k).to(dtype)
 
     def index(self, x: Tensor) -> Tensor:
-        digits = x.reshape(x.shape[0], self.n, self.k).argmax(-1)
-        powers = self.k ** torch.arange(self.n, device=x.device)
-        return (digits * powers).sum(-1)
+        return from_digits(x.reshape(x.shape[0], self.n, self.k).argmax(-1), self.k)
 
 
 class Gaussian(Units):
